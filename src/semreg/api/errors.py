@@ -1,0 +1,111 @@
+"""HTTP status per error class, the JSON error envelope and the one exception handler.
+
+This module alone knows statuses. The status of an error class is found along its MRO, so a
+subclass keeps its parent's OCI code but may have its own status (``RangeInvalid`` -> 416).
+Imports: domain, starlette.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from semreg.domain import errors as e
+
+logger = logging.getLogger(__name__)
+
+STATUS: Mapping[type[e.RegistryError], int] = {
+    e.RegistryError: 500,
+    e.BlobUnknown: 404,
+    e.BlobUploadInvalid: 400,
+    e.RangeInvalid: 416,
+    e.BlobUploadUnknown: 404,
+    e.DigestInvalid: 400,
+    e.ManifestBlobUnknown: 400,
+    e.ManifestInvalid: 400,
+    e.ManifestTooLarge: 413,
+    e.ManifestUnknown: 404,
+    e.NameInvalid: 400,
+    e.NameUnknown: 404,
+    e.SizeInvalid: 400,
+    e.Unauthorized: 401,
+    e.Denied: 403,
+    e.Unsupported: 405,
+    e.RangeNotSatisfiable: 416,
+    e.RouteUnknown: 404,
+    e.PaginationInvalid: 400,
+    e.TooManyRequests: 429,
+    e.TagInvalid: 400,
+    e.Conflict: 409,
+    e.RequestInvalid: 400,
+}
+
+
+def status_of(error: e.RegistryError) -> int:
+    for cls in type(error).__mro__:
+        status = STATUS.get(cls)  # type: ignore[call-overload]
+        if status is not None:
+            return status
+    return 500
+
+
+def envelope(code: str, message: str, detail: object = None) -> dict[str, object]:
+    return {"errors": [{"code": code, "message": message, "detail": detail or {}}]}
+
+
+def _extra_headers(request: Request, error: e.RegistryError) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    size = error.detail.get("size")
+    if isinstance(error, e.RangeNotSatisfiable) and isinstance(size, int):
+        headers["Content-Range"] = f"bytes */{size}"
+    elif isinstance(error, e.RangeInvalid) and isinstance(size, int):
+        # distribution-spec: a 416 on an upload tells the client where to resume
+        headers["Location"] = request.url.path
+        headers["Range"] = f"0-{max(size - 1, 0)}"
+    return headers
+
+
+async def registry_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, e.RegistryError)
+    status = status_of(exc)
+    if status >= 500:
+        logger.error("failed to handle request", exc_info=exc)
+    else:
+        logger.debug(
+            "request refused", extra={"code": str(exc.code), "status": status, "path": request.url.path}
+        )
+    return JSONResponse(
+        envelope(exc.code, exc.message, dict(exc.detail)),
+        status_code=status,
+        headers=_extra_headers(request, exc),
+    )
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 answers, in the OCI envelope."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        code, message = e.ErrorCode.UNSUPPORTED, f"{request.method} is not supported on this path"
+    elif exc.status_code == 404:
+        code, message = e.ErrorCode.UNSUPPORTED, f"no endpoint at {request.url.path}"
+    else:
+        code, message = e.ErrorCode.UNKNOWN, str(exc.detail)
+    return JSONResponse(
+        envelope(code, message), status_code=exc.status_code, headers=exc.headers or None
+    )
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    logger.error(
+        "failed to handle request",
+        exc_info=exc,
+        extra={"method": request.method, "path": request.url.path},
+    )
+    return JSONResponse(
+        envelope(e.ErrorCode.UNKNOWN, "internal error; the server log has the details"),
+        status_code=500,
+    )

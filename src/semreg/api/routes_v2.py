@@ -1,0 +1,300 @@
+"""The OCI distribution endpoints under /v2. Thin: parse, call one service, build the response.
+
+Names contain slashes, so every route captures ``{name:path}`` and anchors on the fixed suffix
+(``/manifests/<ref>``, ``/blobs/<digest>``...). Errors are raised, never caught: the handler in
+``api/errors.py`` renders them. Imports: domain, services, starlette.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from semreg.api import responses as r
+from semreg.domain import mediatypes as mt
+from semreg.domain.digest import Digest, parse_digest
+from semreg.domain.errors import DigestInvalid, ManifestUnknown, RouteUnknown
+from semreg.domain.inventory import StoredManifest
+from semreg.domain.names import RepoPath, parse_reference, parse_repo_path, parse_tag
+from semreg.services.container import Services
+
+_ACCEPT_ANY: Final = frozenset({"*/*", "application/*", "application/json"})
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _path(request: Request) -> RepoPath:
+    return parse_repo_path(request.path_params["name"])
+
+
+def _digest_param(request: Request, key: str = "digest") -> Digest:
+    value = request.query_params.get(key)
+    if not value:
+        raise DigestInvalid(f"the {key!r} query parameter is required and must be a digest")
+    return parse_digest(value)
+
+
+# --- base and catalog --------------------------------------------------------------------------
+
+
+async def api_version(request: Request) -> Response:
+    return JSONResponse({})
+
+
+async def catalog(request: Request) -> Response:
+    n, last = r.parse_page(request)
+    limit = r.MAX_PAGE if n is None else n
+    page = await _services(request).manifests.catalog(last, limit)
+    headers = {}
+    if page.more and page.items:
+        headers["Link"] = r.next_link("/v2/_catalog", limit, page.items[-1])
+    return JSONResponse({"repositories": page.items}, headers=headers)
+
+
+# --- manifests ---------------------------------------------------------------------------------
+
+
+def _acceptable(request: Request, media_type: str) -> bool:
+    # Clients send one Accept header per type (skopeo, containerd) or one comma-separated list.
+    accept = ",".join(request.headers.getlist("accept"))
+    if not accept.strip():
+        return True
+    offered = {part.split(";", 1)[0].strip() for part in accept.split(",")}
+    return media_type in offered or bool(offered & _ACCEPT_ANY)
+
+
+def _manifest_headers(stored: StoredManifest) -> dict[str, str]:
+    return {
+        "Content-Type": stored.media_type,
+        "Docker-Content-Digest": str(stored.digest),
+        "Content-Length": str(stored.size),
+        "ETag": f'"{stored.digest}"',
+    }
+
+
+async def get_manifest(request: Request) -> Response:
+    path, reference = _path(request), parse_reference(request.path_params["reference"])
+    services = _services(request)
+    stored = await services.manifests.find(path, reference)
+    if not _acceptable(request, stored.media_type):
+        raise ManifestUnknown(
+            f"manifest {reference} is {stored.media_type}, which the request's Accept header "
+            "does not allow",
+            {"mediaType": stored.media_type},
+        )
+    headers = _manifest_headers(stored)
+    if request.method == "HEAD":
+        return Response(headers=headers)
+    body = await services.manifests.read(stored)
+    return Response(body, headers=headers)
+
+
+async def put_manifest(request: Request) -> Response:
+    path, reference = _path(request), parse_reference(request.path_params["reference"])
+    extra_tags = [parse_tag(t) for t in request.query_params.getlist("tag")]
+    services = _services(request)
+    announced = r.announced_length(request)
+    if announced is not None:
+        services.manifests.check_size(announced)
+    body = await r.read_limited(request, services.manifests.max_manifest_bytes)
+    result = await services.manifests.put(
+        path, reference, request.headers.get("content-type"), body, extra_tags
+    )
+    headers = [
+        ("Location", f"/v2/{path}/manifests/{result.digest}"),
+        ("Docker-Content-Digest", str(result.digest)),
+    ]
+    if result.subject is not None:
+        headers.append(("OCI-Subject", str(result.subject)))
+    if extra_tags:
+        headers += [("OCI-Tag", tag.name) for tag in result.tags]
+    response = Response(status_code=201)
+    for key, value in headers:
+        response.headers.append(key, value)
+    return response
+
+
+async def delete_manifest(request: Request) -> Response:
+    path, reference = _path(request), parse_reference(request.path_params["reference"])
+    await _services(request).manifests.delete(path, reference)
+    return Response(status_code=202)
+
+
+# --- blobs -------------------------------------------------------------------------------------
+
+
+async def get_blob(request: Request) -> Response:
+    path, digest = _path(request), parse_digest(request.path_params["digest"])
+    services = _services(request)
+    size = await services.blobs.stat(path, digest)
+    headers = {
+        "Docker-Content-Digest": str(digest),
+        "Content-Type": "application/octet-stream",
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{digest}"',
+        "Cache-Control": "max-age=31536000",
+    }
+    span = r.parse_range(request.headers.get("range"), size)
+    status = 200
+    start, end = 0, size
+    if span is not None:
+        start, end = span
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
+    return StreamingResponse(services.blobs.read(digest, start, end), status, headers)
+
+
+async def delete_blob(request: Request) -> Response:
+    path, digest = _path(request), parse_digest(request.path_params["digest"])
+    await _services(request).blobs.delete(path, digest)
+    return Response(status_code=202)
+
+
+# --- uploads -----------------------------------------------------------------------------------
+
+
+def _blob_created(path: RepoPath, digest: Digest) -> Response:
+    return Response(
+        status_code=201,
+        headers={"Location": f"/v2/{path}/blobs/{digest}", "Docker-Content-Digest": str(digest)},
+    )
+
+
+def _upload_status(path: RepoPath, upload_id: str, size: int, status: int) -> Response:
+    return Response(
+        status_code=status,
+        headers={
+            "Location": f"/v2/{path}/blobs/uploads/{upload_id}",
+            "Range": r.upload_range(size),
+            "Docker-Upload-UUID": upload_id,
+        },
+    )
+
+
+async def start_upload(request: Request) -> Response:
+    path, query = _path(request), request.query_params
+    blobs = _services(request).blobs
+    if "mount" in query:
+        digest = _digest_param(request, "mount")
+        source = query.get("from")
+        if source and await blobs.mount(path, digest, parse_repo_path(source)):
+            return _blob_created(path, digest)
+    elif "digest" in query:
+        digest = _digest_param(request)
+        await blobs.upload_whole(path, digest, r.body_chunks(request))
+        return _blob_created(path, digest)
+    upload_id = await blobs.start_upload(path)
+    return _upload_status(path, upload_id, 0, 202)
+
+
+async def upload_status(request: Request) -> Response:
+    path, upload_id = _path(request), request.path_params["upload_id"]
+    session = await _services(request).blobs.get_upload(path, upload_id)
+    return _upload_status(path, upload_id, session.size, 204)
+
+
+async def patch_upload(request: Request) -> Response:
+    path, upload_id = _path(request), request.path_params["upload_id"]
+    span = r.parse_content_range(request.headers.get("content-range"))
+    start, length = span if span is not None else (None, None)
+    size = await _services(request).blobs.append(
+        path, upload_id, r.body_chunks(request), start, length
+    )
+    return _upload_status(path, upload_id, size, 202)
+
+
+async def finish_upload(request: Request) -> Response:
+    path, upload_id = _path(request), request.path_params["upload_id"]
+    digest = _digest_param(request)
+    span = r.parse_content_range(request.headers.get("content-range"))
+    start, length = span if span is not None else (None, None)
+    has_body = r.announced_length(request) != 0 or "transfer-encoding" in request.headers
+    chunks = r.body_chunks(request) if has_body else None
+    await _services(request).blobs.finish(path, upload_id, digest, chunks, start, length)
+    return _blob_created(path, digest)
+
+
+async def cancel_upload(request: Request) -> Response:
+    path, upload_id = _path(request), request.path_params["upload_id"]
+    await _services(request).blobs.cancel(path, upload_id)
+    return Response(status_code=204)
+
+
+# --- discovery ---------------------------------------------------------------------------------
+
+
+async def list_tags(request: Request) -> Response:
+    path = _path(request)
+    n, last = r.parse_page(request)
+    page = await _services(request).manifests.tags(path, last, n)
+    headers = {}
+    if n is not None and page.more and page.items:
+        headers["Link"] = r.next_link(f"/v2/{path}/tags/list", n, page.items[-1])
+    return JSONResponse({"name": str(path), "tags": page.items}, headers=headers)
+
+
+async def referrers(request: Request) -> Response:
+    path, subject = _path(request), parse_digest(request.path_params["digest"])
+    artifact_type = request.query_params.get("artifactType") or None
+    found = await _services(request).manifests.referrers(path, subject, artifact_type)
+    index = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_INDEX,
+        "manifests": [_referrer_descriptor(m) for m in found],
+    }
+    headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
+    return Response(
+        json.dumps(index, separators=(",", ":")), media_type=mt.OCI_INDEX, headers=headers
+    )
+
+
+def _referrer_descriptor(stored: StoredManifest) -> dict[str, object]:
+    descriptor: dict[str, object] = {
+        "mediaType": stored.media_type,
+        "digest": str(stored.digest),
+        "size": stored.size,
+    }
+    if stored.artifact_type:
+        descriptor["artifactType"] = stored.artifact_type
+    if stored.annotations:
+        descriptor["annotations"] = dict(stored.annotations)
+    return descriptor
+
+
+async def unknown_route(request: Request) -> Response:
+    raise RouteUnknown(f"no endpoint at {request.url.path}", {"path": request.url.path[:200]})
+
+
+_NAME = "/v2/{name:path}"
+_UPLOAD = _NAME + "/blobs/uploads/{upload_id}"
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+routes: list[BaseRoute] = [
+    Route("/v2/", api_version, methods=["GET"]),
+    Route("/v2/_catalog", catalog, methods=["GET"]),
+    Route(_NAME + "/manifests/{reference}", get_manifest, methods=["GET", "HEAD"]),
+    Route(_NAME + "/manifests/{reference}", put_manifest, methods=["PUT"]),
+    Route(_NAME + "/manifests/{reference}", delete_manifest, methods=["DELETE"]),
+    Route(_NAME + "/blobs/uploads/", start_upload, methods=["POST"]),
+    Route(_NAME + "/blobs/uploads", start_upload, methods=["POST"]),
+    Route(_UPLOAD, upload_status, methods=["GET"]),
+    Route(_UPLOAD, patch_upload, methods=["PATCH"]),
+    Route(_UPLOAD, finish_upload, methods=["PUT"]),
+    Route(_UPLOAD, cancel_upload, methods=["DELETE"]),
+    Route(_NAME + "/blobs/{digest}", get_blob, methods=["GET", "HEAD"]),
+    Route(_NAME + "/blobs/{digest}", delete_blob, methods=["DELETE"]),
+    Route(_NAME + "/tags/list", list_tags, methods=["GET"]),
+    Route(_NAME + "/referrers/{digest}", referrers, methods=["GET"]),
+    Route("/v2", api_version, methods=["GET"]),
+    Route("/v2/{rest:path}", unknown_route, methods=_ALL_METHODS),
+]

@@ -1,0 +1,165 @@
+"""Settings: one frozen object, loaded once at startup.
+
+Precedence: explicit arguments > environment (``SEMREG_`` prefix, ``__`` nesting) > TOML file
+(``--config`` or ``SEMREG_CONFIG``) > defaults. The short names users meet (``SEMREG_DATABASE_URL``,
+``SEMREG_ADMIN_API_KEY``, ``SEMREG_URL``, ``SEMREG_API_KEY``) are mapped here. This is the only
+module that reads ``os.environ``. Imports: pydantic, pydantic-settings, stdlib.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+# Environment names that predate the nested scheme and stay as documented aliases.
+_SHORT_ENV = {
+    "SEMREG_DATABASE_URL": ("database", "url"),
+    "SEMREG_ADMIN_API_KEY": ("auth", "admin_api_key"),
+    "SEMREG_DATA": ("data_dir",),
+}
+
+
+_toml_file: Path | None = None
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5000, ge=0, le=65535)
+    # The URL clients use to reach the server; derived from the request when unset.
+    public_url: str | None = None
+    # Manifests larger than this are refused (distribution-spec: registries SHOULD accept 4 MiB).
+    max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
+class DatabaseSettings(_Section):
+    # Empty means SQLite in the data folder.
+    url: str = ""
+    echo: bool = False
+    pool_size: int = Field(default=10, ge=1)
+
+
+class FilesystemStorage(_Section):
+    type: Literal["filesystem"] = "filesystem"
+    # Empty means the data folder.
+    path: str = ""
+
+
+class StorageSettings(_Section):
+    backend: FilesystemStorage = FilesystemStorage()
+
+
+class AuthSettings(_Section):
+    admin_api_key: SecretStr | None = None
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = True
+
+
+class Settings(BaseSettings):
+    """Every setting of a semreg server; see ``docs/configuration.md``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SEMREG_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        toml_file=None,
+    )
+
+    data_dir: Path = Path("data")
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    auth: AuthSettings = AuthSettings()
+    log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _absolute_data_dir(self) -> Settings:
+        object.__setattr__(self, "data_dir", self.data_dir.expanduser().resolve())
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL, defaulting to SQLite in the data folder."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'semreg.db'}"
+
+    @property
+    def storage_path(self) -> Path:
+        path = self.storage.backend.path
+        return Path(path).expanduser().resolve() if path else self.data_dir
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = _toml_file or os.environ.get("SEMREG_CONFIG")
+        if toml:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml)))
+        return tuple(sources)
+
+
+def _merge(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target.setdefault(path[-1], value)
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = _drop_none(value)
+            if value:
+                out[key] = value
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings once; ``overrides`` are nested dicts of explicit values.
+
+    Raises:
+        pydantic.ValidationError: a setting is invalid (reported before anything starts).
+    """
+    global _toml_file  # noqa: PLW0603 - read by settings_customise_sources during this call only
+    _toml_file = config_file
+    explicit = _drop_none(overrides)
+    for env_name, path in _SHORT_ENV.items():
+        value = os.environ.get(env_name)
+        if value:
+            _merge(explicit, path, value)
+    return Settings(**explicit)
+
+
+def client_url() -> str:
+    """The server URL for CLI commands (``SEMREG_URL``)."""
+    return os.environ.get("SEMREG_URL", "http://127.0.0.1:5000")
+
+
+def client_api_key() -> str | None:
+    """The API key for CLI commands (``SEMREG_API_KEY``)."""
+    return os.environ.get("SEMREG_API_KEY") or None

@@ -1,0 +1,37 @@
+"""What a repository holds, as the metadata layer reports it. Pure: stdlib only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from semreg.domain.digest import Digest
+from semreg.domain.names import RepoPath
+
+
+@dataclass(frozen=True, slots=True)
+class Repository:
+    id: int
+    feed_id: int
+    path: RepoPath
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    id: int
+    digest: Digest
+    media_type: str
+    size: int
+    artifact_type: str | None
+    subject: Digest | None
+    created_at: datetime
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSession:
+    id: str
+    repository_id: int
+    size: int
+    created_at: datetime

@@ -1,0 +1,432 @@
+"""All SQL of the project: typed async functions on a connection, returning domain types.
+
+``find_*`` returns ``X | None``; the caller owns the transaction. Raises ``IntegrityConflict`` for
+unique-key races the caller must resolve. Imports: domain, sqlalchemy, stdlib.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from semreg.domain.digest import Digest, parse_digest
+from semreg.domain.feeds import Feed, FeedChanges
+from semreg.domain.inventory import Repository, StoredManifest, UploadSession
+from semreg.domain.names import RepoPath
+from semreg.metadata.schema import (
+    blobs,
+    feeds,
+    manifest_refs,
+    manifests,
+    repositories,
+    repository_blobs,
+    tags,
+    uploads,
+)
+
+
+class IntegrityConflict(Exception):
+    """A unique or foreign key was violated (usually a concurrent writer won)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
+    """A dialect insert that supports ``on_conflict_do_nothing``/``do_update``."""
+    module = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return module.insert(table)
+
+
+# --- feeds -------------------------------------------------------------------------------------
+
+
+def _feed(row: sa.Row[Any]) -> Feed:
+    return Feed(
+        id=row.id,
+        name=row.name,
+        feed_type=row.feed_type,
+        active=row.active,
+        description=row.description,
+        created_at=row.created_at,
+    )
+
+
+async def create_feed(
+    conn: AsyncConnection, name: str, feed_type: str, active: bool, description: str | None
+) -> Feed:
+    try:
+        result = await conn.execute(
+            feeds.insert()
+            .values(
+                name=name,
+                feed_type=feed_type,
+                active=active,
+                description=description,
+                created_at=_now(),
+            )
+            .returning(*feeds.c)
+        )
+    except IntegrityError as exc:
+        raise IntegrityConflict(name) from exc
+    return _feed(result.one())
+
+
+async def list_feeds(conn: AsyncConnection) -> list[Feed]:
+    result = await conn.execute(sa.select(feeds).order_by(feeds.c.name))
+    return [_feed(row) for row in result]
+
+
+async def find_feed(conn: AsyncConnection, name: str) -> Feed | None:
+    row = (await conn.execute(sa.select(feeds).where(feeds.c.name == name))).first()
+    return _feed(row) if row else None
+
+
+async def update_feed(conn: AsyncConnection, feed_id: int, changes: FeedChanges) -> Feed:
+    values = {k: v for k, v in (("active", changes.active), ("description", changes.description))}
+    values = {k: v for k, v in values.items() if v is not None}
+    if values:
+        await conn.execute(feeds.update().where(feeds.c.id == feed_id).values(**values))
+    row = (await conn.execute(sa.select(feeds).where(feeds.c.id == feed_id))).one()
+    return _feed(row)
+
+
+async def delete_feed(conn: AsyncConnection, feed_id: int) -> None:
+    await conn.execute(feeds.delete().where(feeds.c.id == feed_id))
+
+
+async def count_feed_manifests(conn: AsyncConnection, feed_id: int) -> int:
+    query = (
+        sa.select(sa.func.count())
+        .select_from(manifests.join(repositories))
+        .where(repositories.c.feed_id == feed_id)
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+# --- repositories ------------------------------------------------------------------------------
+
+
+def _repository(row: sa.Row[Any], feed_name: str) -> Repository:
+    return Repository(id=row.id, feed_id=row.feed_id, path=RepoPath(feed_name, row.name))
+
+
+async def find_repository(conn: AsyncConnection, feed: Feed, name: str) -> Repository | None:
+    query = sa.select(repositories).where(
+        repositories.c.feed_id == feed.id, repositories.c.name == name
+    )
+    row = (await conn.execute(query)).first()
+    return _repository(row, feed.name) if row else None
+
+
+async def ensure_repository(conn: AsyncConnection, feed: Feed, name: str) -> Repository:
+    """The repository, created on first use (concurrent creators agree on one row)."""
+    await conn.execute(
+        _insert(conn, repositories)
+        .values(feed_id=feed.id, name=name, full_name=f"{feed.name}/{name}", created_at=_now())
+        .on_conflict_do_nothing()
+    )
+    found = await find_repository(conn, feed, name)
+    if found is None:  # the feed was deleted under us
+        raise IntegrityConflict(f"{feed.name}/{name}")
+    return found
+
+
+async def lock_repository(conn: AsyncConnection, repository_id: int) -> None:
+    """Serialize writers of one repository (SQLite's BEGIN IMMEDIATE already does)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            sa.select(repositories.c.id).where(repositories.c.id == repository_id).with_for_update()
+        )
+
+
+async def list_repositories(conn: AsyncConnection, last: str | None, limit: int) -> list[str]:
+    """Full names (``feed/repo``) of repositories holding a manifest, after ``last``."""
+    query = (
+        sa.select(repositories.c.full_name)
+        .where(sa.exists().where(manifests.c.repository_id == repositories.c.id))
+        .order_by(repositories.c.full_name)
+        .limit(limit)
+    )
+    if last is not None:
+        query = query.where(repositories.c.full_name > last)
+    return list((await conn.execute(query)).scalars())
+
+
+# --- blobs -------------------------------------------------------------------------------------
+
+
+async def record_blob(conn: AsyncConnection, digest: Digest, size: int) -> None:
+    await conn.execute(
+        _insert(conn, blobs)
+        .values(digest=str(digest), size=size, created_at=_now())
+        .on_conflict_do_nothing()
+    )
+
+
+async def link_blob(conn: AsyncConnection, repository_id: int, digest: Digest) -> None:
+    await conn.execute(
+        _insert(conn, repository_blobs)
+        .values(repository_id=repository_id, digest=str(digest), created_at=_now())
+        .on_conflict_do_nothing()
+    )
+
+
+async def find_linked_blob_size(
+    conn: AsyncConnection, repository_id: int, digest: Digest
+) -> int | None:
+    query = (
+        sa.select(blobs.c.size)
+        .select_from(repository_blobs.join(blobs))
+        .where(
+            repository_blobs.c.repository_id == repository_id,
+            repository_blobs.c.digest == str(digest),
+        )
+    )
+    return (await conn.execute(query)).scalar_one_or_none()
+
+
+async def unlink_blob(conn: AsyncConnection, repository_id: int, digest: Digest) -> bool:
+    result = await conn.execute(
+        repository_blobs.delete().where(
+            repository_blobs.c.repository_id == repository_id,
+            repository_blobs.c.digest == str(digest),
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def missing_blobs(
+    conn: AsyncConnection, repository_id: int, digests: Iterable[Digest]
+) -> list[Digest]:
+    wanted = {str(d) for d in digests}
+    if not wanted:
+        return []
+    query = sa.select(repository_blobs.c.digest).where(
+        repository_blobs.c.repository_id == repository_id,
+        repository_blobs.c.digest.in_(wanted),
+    )
+    present = set((await conn.execute(query)).scalars())
+    return sorted(parse_digest(d) for d in wanted - present)
+
+
+async def missing_manifests(
+    conn: AsyncConnection, repository_id: int, digests: Iterable[Digest]
+) -> list[Digest]:
+    wanted = {str(d) for d in digests}
+    if not wanted:
+        return []
+    query = sa.select(manifests.c.digest).where(
+        manifests.c.repository_id == repository_id, manifests.c.digest.in_(wanted)
+    )
+    present = set((await conn.execute(query)).scalars())
+    return sorted(parse_digest(d) for d in wanted - present)
+
+
+# --- manifests and tags ------------------------------------------------------------------------
+
+
+def _manifest(row: sa.Row[Any]) -> StoredManifest:
+    return StoredManifest(
+        id=row.id,
+        digest=parse_digest(row.digest),
+        media_type=row.media_type,
+        size=row.size,
+        artifact_type=row.artifact_type,
+        subject=parse_digest(row.subject_digest) if row.subject_digest else None,
+        created_at=row.created_at,
+        annotations=row.annotations or {},
+    )
+
+
+async def insert_manifest(
+    conn: AsyncConnection,
+    repository_id: int,
+    manifest: StoredManifest,
+    refs: Sequence[tuple[Digest, str]],
+) -> StoredManifest:
+    """Store a manifest row and its references, or return the existing row for that digest."""
+    existing = await find_manifest(conn, repository_id, manifest.digest)
+    if existing is not None:
+        return existing
+    result = await conn.execute(
+        manifests.insert()
+        .values(
+            repository_id=repository_id,
+            digest=str(manifest.digest),
+            media_type=manifest.media_type,
+            artifact_type=manifest.artifact_type,
+            size=manifest.size,
+            subject_digest=str(manifest.subject) if manifest.subject else None,
+            annotations=dict(manifest.annotations) or None,
+            created_at=manifest.created_at,
+        )
+        .returning(*manifests.c)
+    )
+    stored = _manifest(result.one())
+    unique_refs = sorted({(str(d), kind) for d, kind in refs})
+    if unique_refs:
+        await conn.execute(
+            manifest_refs.insert(),
+            [{"manifest_id": stored.id, "digest": d, "kind": k} for d, k in unique_refs],
+        )
+    return stored
+
+
+async def find_manifest(
+    conn: AsyncConnection, repository_id: int, digest: Digest
+) -> StoredManifest | None:
+    query = sa.select(manifests).where(
+        manifests.c.repository_id == repository_id, manifests.c.digest == str(digest)
+    )
+    row = (await conn.execute(query)).first()
+    return _manifest(row) if row else None
+
+
+async def find_tagged_manifest(
+    conn: AsyncConnection, repository_id: int, tag: str
+) -> StoredManifest | None:
+    query = (
+        sa.select(manifests)
+        .select_from(tags.join(manifests))
+        .where(tags.c.repository_id == repository_id, tags.c.name == tag)
+    )
+    row = (await conn.execute(query)).first()
+    return _manifest(row) if row else None
+
+
+async def delete_manifest(conn: AsyncConnection, manifest_id: int) -> None:
+    await conn.execute(tags.delete().where(tags.c.manifest_id == manifest_id))
+    await conn.execute(manifests.delete().where(manifests.c.id == manifest_id))
+
+
+async def set_tag(conn: AsyncConnection, repository_id: int, tag: str, manifest_id: int) -> None:
+    now = _now()
+    statement = _insert(conn, tags).values(
+        repository_id=repository_id, name=tag, manifest_id=manifest_id, updated_at=now
+    )
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[tags.c.repository_id, tags.c.name],
+            set_={"manifest_id": manifest_id, "updated_at": now},
+        )
+    )
+
+
+async def delete_tag(conn: AsyncConnection, repository_id: int, tag: str) -> bool:
+    result = await conn.execute(
+        tags.delete().where(tags.c.repository_id == repository_id, tags.c.name == tag)
+    )
+    return bool(result.rowcount)
+
+
+async def list_tags(
+    conn: AsyncConnection, repository_id: int, last: str | None, limit: int | None
+) -> list[str]:
+    query = sa.select(tags.c.name).where(tags.c.repository_id == repository_id).order_by(tags.c.name)
+    if last is not None:
+        query = query.where(tags.c.name > last)
+    if limit is not None:
+        query = query.limit(limit)
+    return list((await conn.execute(query)).scalars())
+
+
+async def list_referrers(
+    conn: AsyncConnection, repository_id: int, subject: Digest, artifact_type: str | None
+) -> list[StoredManifest]:
+    query = (
+        sa.select(manifests)
+        .where(
+            manifests.c.repository_id == repository_id,
+            manifests.c.subject_digest == str(subject),
+        )
+        .order_by(manifests.c.id)
+    )
+    if artifact_type is not None:
+        query = query.where(manifests.c.artifact_type == artifact_type)
+    return [_manifest(row) for row in await conn.execute(query)]
+
+
+# --- uploads -----------------------------------------------------------------------------------
+
+
+def _upload(row: sa.Row[Any]) -> UploadSession:
+    return UploadSession(
+        id=row.id, repository_id=row.repository_id, size=row.size, created_at=row.created_at
+    )
+
+
+async def create_upload(conn: AsyncConnection, upload_id: str, repository_id: int) -> None:
+    now = _now()
+    await conn.execute(
+        uploads.insert().values(
+            id=upload_id, repository_id=repository_id, size=0, created_at=now, updated_at=now
+        )
+    )
+
+
+async def find_upload(
+    conn: AsyncConnection, repository_id: int, upload_id: str
+) -> UploadSession | None:
+    query = sa.select(uploads).where(
+        uploads.c.id == upload_id, uploads.c.repository_id == repository_id
+    )
+    row = (await conn.execute(query)).first()
+    return _upload(row) if row else None
+
+
+async def claim_upload(
+    conn: AsyncConnection, upload_id: str, size: int, token: str, stale_after: timedelta
+) -> bool:
+    """Take the writer lease if the upload is ``size`` bytes long and nobody else writes it."""
+    now = _now()
+    result = await conn.execute(
+        uploads.update()
+        .where(
+            uploads.c.id == upload_id,
+            uploads.c.size == size,
+            sa.or_(uploads.c.lease_token.is_(None), uploads.c.lease_at < now - stale_after),
+        )
+        .values(lease_token=token, lease_at=now)
+    )
+    return bool(result.rowcount)
+
+
+async def renew_upload_lease(conn: AsyncConnection, upload_id: str, token: str) -> None:
+    await conn.execute(
+        uploads.update()
+        .where(uploads.c.id == upload_id, uploads.c.lease_token == token)
+        .values(lease_at=_now())
+    )
+
+
+async def release_upload(
+    conn: AsyncConnection, upload_id: str, token: str, new_size: int | None
+) -> bool:
+    """Drop the lease, recording ``new_size`` when the write completed; False if it was lost."""
+    values: dict[str, Any] = {"lease_token": None, "lease_at": None}
+    if new_size is not None:
+        values |= {"size": new_size, "updated_at": _now()}
+    result = await conn.execute(
+        uploads.update()
+        .where(uploads.c.id == upload_id, uploads.c.lease_token == token)
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def delete_upload(conn: AsyncConnection, upload_id: str) -> bool:
+    result = await conn.execute(uploads.delete().where(uploads.c.id == upload_id))
+    return bool(result.rowcount)
+
+
+async def list_stale_uploads(conn: AsyncConnection, older_than: datetime) -> list[str]:
+    query = sa.select(uploads.c.id).where(uploads.c.updated_at < older_than)
+    return list((await conn.execute(query)).scalars())

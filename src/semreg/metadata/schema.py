@@ -1,0 +1,151 @@
+"""Table definitions (SQLAlchemy Core). The migrations in ``migrations/`` create these tables;
+``tests/unit/metadata/test_migrations.py`` proves both agree. Imports: sqlalchemy, stdlib.
+
+Names and tags compare byte-wise (``COLLATE "C"`` on PostgreSQL; SQLite's default is binary) so
+that ``tags/list`` and ``_catalog`` pages are in the lexical order the spec asks for.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+
+def name_type(length: int) -> sa.types.TypeEngine[str]:
+    """A string compared byte-wise on every dialect."""
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out (SQLite keeps no zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+DIGEST = sa.String(140)
+
+feeds = sa.Table(
+    "feeds",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", name_type(64), nullable=False, unique=True),
+    sa.Column("feed_type", sa.String(32), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+repositories = sa.Table(
+    "repositories",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("feed_id", sa.ForeignKey("feeds.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", name_type(255), nullable=False),
+    # "<feed>/<name>", kept for the catalog's ordering and paging; feed names never change.
+    sa.Column("full_name", name_type(255), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("feed_id", "name", name="uq_repositories_feed_id_name"),
+)
+
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("digest", DIGEST, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+repository_blobs = sa.Table(
+    "repository_blobs",
+    metadata,
+    sa.Column(
+        "repository_id",
+        sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("digest", sa.ForeignKey("blobs.digest"), primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+manifests = sa.Table(
+    "manifests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "repository_id", sa.ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("digest", DIGEST, nullable=False),
+    sa.Column("media_type", sa.String(255), nullable=False),
+    sa.Column("artifact_type", sa.String(255), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("subject_digest", DIGEST, nullable=True),
+    sa.Column("annotations", sa.JSON, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_id_digest"),
+    sa.Index("ix_manifests_repository_id_subject_digest", "repository_id", "subject_digest"),
+)
+
+# What a manifest points at: its config and layers ("blob") or an index's children ("manifest").
+manifest_refs = sa.Table(
+    "manifest_refs",
+    metadata,
+    sa.Column("manifest_id", sa.ForeignKey("manifests.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("digest", DIGEST, primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Index("ix_manifest_refs_digest", "digest"),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column(
+        "repository_id", sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("name", name_type(128), primary_key=True),
+    sa.Column("manifest_id", sa.ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_tags_manifest_id", "manifest_id"),
+)
+
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column(
+        "repository_id", sa.ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    # A writer holds the lease while it appends, so two requests never write one upload at once.
+    sa.Column("lease_token", sa.String(32), nullable=True),
+    sa.Column("lease_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,30 @@
+"""The services of one server, bundled; built by the composition roots. Imports: services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from semreg.metadata.engine import Database
+from semreg.services.blobs import BlobService
+from semreg.services.feeds import FeedService
+from semreg.services.manifests import ManifestService
+from semreg.storage.base import BlobStore
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    db: Database
+    store: BlobStore
+    feeds: FeedService
+    blobs: BlobService
+    manifests: ManifestService
+
+    @classmethod
+    def build(cls, db: Database, store: BlobStore, max_manifest_bytes: int) -> Services:
+        return cls(
+            db=db,
+            store=store,
+            feeds=FeedService(db),
+            blobs=BlobService(db, store),
+            manifests=ManifestService(db, store, max_manifest_bytes),
+        )

@@ -1,0 +1,219 @@
+"""Manifest use cases: put, get, delete, tags, referrers and the catalog.
+
+Bytes are stored before any metadata points at them; the metadata write is one transaction that
+holds the repository lock. Imports: domain, storage.base, metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from semreg.domain.digest import Digest
+from semreg.domain.errors import (
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestTooLarge,
+    ManifestUnknown,
+)
+from semreg.domain.inventory import StoredManifest
+from semreg.domain.manifest import Manifest, parse_manifest, stored_blobs
+from semreg.domain.names import Reference, RepoPath, Tag
+from semreg.metadata import repo
+from semreg.metadata.engine import Database
+from semreg.services import lookup
+from semreg.storage.base import BlobStore, ObjectMissing
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    digest: Digest
+    subject: Digest | None
+    tags: tuple[Tag, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[str]
+    more: bool
+
+
+class ManifestService:
+    """Manifests, tags and discovery for one database and one blob store."""
+
+    def __init__(self, db: Database, store: BlobStore, max_manifest_bytes: int) -> None:
+        self.db = db
+        self.store = store
+        self.max_manifest_bytes = max_manifest_bytes
+
+    def check_size(self, size: int) -> None:
+        """Refuse a manifest body larger than the limit.
+
+        Raises:
+            ManifestTooLarge: ``size`` is over the limit.
+        """
+        if size > self.max_manifest_bytes:
+            raise ManifestTooLarge(
+                f"manifest is larger than the {self.max_manifest_bytes} byte limit",
+                {"limit": self.max_manifest_bytes},
+            )
+
+    async def put(
+        self,
+        path: RepoPath,
+        reference: Reference,
+        content_type: str | None,
+        body: bytes,
+        extra_tags: Sequence[Tag] = (),
+    ) -> PutResult:
+        """Store a manifest and point its tags at it.
+
+        Raises:
+            ManifestTooLarge, ManifestInvalid: the body is refused.
+            DigestInvalid: a digest reference does not match the body.
+            FeedUnknown, FeedInactive: the feed is missing or disabled.
+            ManifestBlobUnknown: a referenced blob or child manifest is not in the repository.
+        """
+        self.check_size(len(body))
+        algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
+        manifest = parse_manifest(content_type, body, algorithm)
+        if isinstance(reference, Digest) and reference != manifest.digest:
+            raise DigestInvalid(
+                f"the manifest's digest is {manifest.digest}, not {reference}",
+                {"expected": str(reference), "actual": str(manifest.digest)},
+            )
+        tags = tuple(dict.fromkeys([*extra_tags, *([reference] if isinstance(reference, Tag) else [])]))
+        await self.store.put_bytes(manifest.digest, body)
+        async with self.db.write() as conn:
+            repository = await lookup.ensure_repository(conn, path)
+            await repo.lock_repository(conn, repository.id)
+            await self._check_references(conn, repository.id, manifest)
+            stored = await repo.insert_manifest(
+                conn, repository.id, _to_stored(manifest), _references(manifest)
+            )
+            for tag in tags:
+                await repo.set_tag(conn, repository.id, tag.name, stored.id)
+        return PutResult(manifest.digest, manifest.subject.digest if manifest.subject else None, tags)
+
+    async def _check_references(self, conn: AsyncConnection, repository_id: int, manifest: Manifest) -> None:
+        missing = await repo.missing_blobs(conn, repository_id, (d.digest for d in stored_blobs(manifest)))
+        missing += await repo.missing_manifests(conn, repository_id, (d.digest for d in manifest.children))
+        if missing:
+            listed = ", ".join(str(d) for d in missing[:5])
+            raise ManifestBlobUnknown(
+                f"the manifest references content this repository does not hold: {listed}"
+                + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                + "; push those blobs or manifests first",
+                {"digests": [str(d) for d in missing]},
+            )
+
+    async def find(self, path: RepoPath, reference: Reference) -> StoredManifest:
+        """The stored manifest a tag or digest names.
+
+        Raises:
+            FeedUnknown, FeedInactive: the feed is missing or disabled.
+            ManifestUnknown: no such manifest or tag in the repository.
+        """
+        async with self.db.read() as conn:
+            repository = await lookup.find_repository(conn, path)
+            stored = None
+            if repository is not None:
+                if isinstance(reference, Digest):
+                    stored = await repo.find_manifest(conn, repository.id, reference)
+                else:
+                    stored = await repo.find_tagged_manifest(conn, repository.id, reference.name)
+        if stored is None:
+            raise ManifestUnknown(
+                f"manifest {reference} is not in {path}", {"reference": str(reference)}
+            )
+        return stored
+
+    async def read(self, stored: StoredManifest) -> bytes:
+        """The bytes of a manifest, exactly as pushed.
+
+        Raises:
+            ManifestUnknown: the bytes are gone from storage (a broken invariant, reported).
+        """
+        try:
+            return await self.store.read_bytes(stored.digest)
+        except ObjectMissing as exc:
+            raise ManifestUnknown(
+                f"manifest {stored.digest} is recorded but its bytes are missing",
+                {"digest": str(stored.digest)},
+            ) from exc
+
+    async def delete(self, path: RepoPath, reference: Reference) -> None:
+        """Delete a manifest (and every tag on it) by digest, or just the tag by tag.
+
+        Raises:
+            FeedUnknown, FeedInactive, NameUnknown: the repository is missing.
+            ManifestUnknown: no such manifest or tag.
+        """
+        async with self.db.write() as conn:
+            repository = await lookup.get_repository(conn, path)
+            await repo.lock_repository(conn, repository.id)
+            if isinstance(reference, Digest):
+                stored = await repo.find_manifest(conn, repository.id, reference)
+                if stored is not None:
+                    await repo.delete_manifest(conn, stored.id)
+                    return
+            elif await repo.delete_tag(conn, repository.id, reference.name):
+                return
+        raise ManifestUnknown(f"manifest {reference} is not in {path}", {"reference": str(reference)})
+
+    async def tags(self, path: RepoPath, last: str | None, limit: int | None) -> Page:
+        """Tags in lexical order after ``last``; ``limit`` None means all.
+
+        Raises:
+            FeedUnknown, FeedInactive, NameUnknown: the repository is missing.
+        """
+        async with self.db.read() as conn:
+            repository = await lookup.get_repository(conn, path)
+            fetch = None if limit is None else limit + 1
+            names = await repo.list_tags(conn, repository.id, last, fetch)
+        if limit is not None and len(names) > limit:
+            return Page(names[:limit], True)
+        return Page(names, False)
+
+    async def referrers(
+        self, path: RepoPath, subject: Digest, artifact_type: str | None
+    ) -> list[StoredManifest]:
+        """Manifests whose ``subject`` is ``subject``; an unknown repository has none.
+
+        Raises:
+            FeedUnknown, FeedInactive: the feed is missing or disabled.
+        """
+        async with self.db.read() as conn:
+            repository = await lookup.find_repository(conn, path)
+            if repository is None:
+                return []
+            return await repo.list_referrers(conn, repository.id, subject, artifact_type)
+
+    async def catalog(self, last: str | None, limit: int) -> Page:
+        """Repository names (``feed/repo``) in lexical order after ``last``."""
+        async with self.db.read() as conn:
+            names = await repo.list_repositories(conn, last, limit + 1)
+        return Page(names[:limit], len(names) > limit)
+
+
+def _to_stored(manifest: Manifest) -> StoredManifest:
+    return StoredManifest(
+        id=0,
+        digest=manifest.digest,
+        media_type=manifest.media_type,
+        size=manifest.size,
+        artifact_type=manifest.artifact_type,
+        subject=manifest.subject.digest if manifest.subject else None,
+        created_at=datetime.now(UTC),
+        annotations=manifest.annotations,
+    )
+
+
+def _references(manifest: Manifest) -> list[tuple[Digest, str]]:
+    refs = [(d.digest, "blob") for d in stored_blobs(manifest)]
+    refs += [(d.digest, "manifest") for d in manifest.children]
+    return refs
+
