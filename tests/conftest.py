@@ -62,7 +62,9 @@ def unique(prefix: str) -> str:
 def feed(client: httpx.Client) -> str:
     """A new feed for this test alone."""
     name = unique("feed")
-    response = client.post("/api/management/feeds/create", json={"name": name, "feedType": "docker"})
+    response = client.post(
+        "/api/management/feeds/create", json={"name": name, "feedType": "docker"}
+    )
     assert response.status_code == 201, response.text
     return name
 

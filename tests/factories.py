@@ -86,7 +86,9 @@ def make_image(
         }
     )
     config_type, layer_type, manifest_type = (
-        (DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST) if docker else (OCI_CONFIG, OCI_LAYER, OCI_MANIFEST)
+        (DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST)
+        if docker
+        else (OCI_CONFIG, OCI_LAYER, OCI_MANIFEST)
     )
     manifest = canonical(
         {
@@ -109,7 +111,9 @@ def make_index(seed: str = "multi", docker: bool = False) -> Image:
             "schemaVersion": 2,
             "mediaType": media_type,
             "manifests": [
-                descriptor(child.media_type, child.manifest, platform={"os": p[0], "architecture": p[1]})
+                descriptor(
+                    child.media_type, child.manifest, platform={"os": p[0], "architecture": p[1]}
+                )
                 for child, p in zip(children, platforms, strict=True)
             ],
         }
@@ -129,7 +133,9 @@ def make_artifact(artifact_type: str, payload: bytes, subject: Image | None = No
     }
     if subject is not None:
         body["subject"] = descriptor(subject.media_type, subject.manifest)
-    return Image(canonical(body), OCI_MANIFEST, {digest_of(empty): empty, digest_of(payload): payload})
+    return Image(
+        canonical(body), OCI_MANIFEST, {digest_of(empty): empty, digest_of(payload): payload}
+    )
 
 
 def write_oci_layout(root: Path, images: dict[str, Image]) -> Path:
@@ -153,7 +159,11 @@ def write_oci_layout(root: Path, images: dict[str, Image]) -> Path:
     for tag, image in images.items():
         put_image(image)
         entries.append(
-            descriptor(image.media_type, image.manifest, annotations={"org.opencontainers.image.ref.name": tag})
+            descriptor(
+                image.media_type,
+                image.manifest,
+                annotations={"org.opencontainers.image.ref.name": tag},
+            )
         )
     (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": entries}))
     return root

@@ -145,7 +145,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     Raises:
         pydantic.ValidationError: a setting is invalid (reported before anything starts).
     """
-    global _toml_file  # noqa: PLW0603 - read by settings_customise_sources during this call only
+    global _toml_file
     _toml_file = config_file
     explicit = _drop_none(overrides)
     for env_name, path in _SHORT_ENV.items():

@@ -22,7 +22,8 @@ def skopeo(*args: str) -> None:
 
 def test_image_and_index_round_trip(registry, repo, tmp_path: Path):
     layout = write_oci_layout(
-        tmp_path / "src", {"single": make_image(layers=3, seed="skopeo"), "multi": make_index("skopeo")}
+        tmp_path / "src",
+        {"single": make_image(layers=3, seed="skopeo"), "multi": make_index("skopeo")},
     )
     target = f"docker://{registry.host}/{repo}"
     skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:single", f"{target}:1.0.0")

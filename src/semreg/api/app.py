@@ -83,7 +83,9 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     ]
     message = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems)
     return JSONResponse(
-        errors.envelope(ErrorCode.REQUEST_INVALID, f"invalid request: {message}", {"fields": problems}),
+        errors.envelope(
+            ErrorCode.REQUEST_INVALID, f"invalid request: {message}", {"fields": problems}
+        ),
         status_code=400,
     )
 
@@ -96,7 +98,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size
+            settings.database_url,
+            echo=settings.database.echo,
+            pool_size=settings.database.pool_size,
         )
         await migrate.upgrade(engine)
         db = Database(engine)

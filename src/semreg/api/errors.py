@@ -47,7 +47,7 @@ STATUS: Mapping[type[e.RegistryError], int] = {
 
 def status_of(error: e.RegistryError) -> int:
     for cls in type(error).__mro__:
-        status = STATUS.get(cls)  # type: ignore[call-overload]
+        status = STATUS.get(cls)
         if status is not None:
             return status
     return 500
@@ -76,7 +76,8 @@ async def registry_error_handler(request: Request, exc: Exception) -> Response:
         logger.error("failed to handle request", exc_info=exc)
     else:
         logger.debug(
-            "request refused", extra={"code": str(exc.code), "status": status, "path": request.url.path}
+            "request refused",
+            extra={"code": str(exc.code), "status": status, "path": request.url.path},
         )
     return JSONResponse(
         envelope(exc.code, exc.message, dict(exc.detail)),

@@ -63,7 +63,8 @@ def parse_content_range(header: str | None) -> tuple[int, int] | None:
     match = _CONTENT_RANGE.match(header.strip())
     if match is None or int(match.group(2)) < int(match.group(1)):
         raise RangeInvalid(
-            f"invalid Content-Range {header[:60]!r}: expected <start>-<end>", {"header": header[:60]}
+            f"invalid Content-Range {header[:60]!r}: expected <start>-<end>",
+            {"header": header[:60]},
         )
     start, end = int(match.group(1)), int(match.group(2))
     return start, end - start + 1

@@ -17,7 +17,9 @@ from pydantic import ValidationError
 
 from semreg.config import client_api_key, client_url, load_settings
 
-app = typer.Typer(help="semreg: a container registry that keeps tags trustworthy.", no_args_is_help=True)
+app = typer.Typer(
+    help="semreg: a container registry that keeps tags trustworthy.", no_args_is_help=True
+)
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 feed_app = typer.Typer(help="Manage feeds on a running server.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -133,7 +135,9 @@ def feed_get(name: str, url: UrlOption = None) -> None:
 @feed_app.command("update")
 def feed_update(
     name: str,
-    active: Annotated[bool | None, typer.Option("--active/--inactive", help="Switch on or off.")] = None,
+    active: Annotated[
+        bool | None, typer.Option("--active/--inactive", help="Switch on or off.")
+    ] = None,
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     url: UrlOption = None,
 ) -> None:

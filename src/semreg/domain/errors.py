@@ -39,7 +39,7 @@ from typing import ClassVar
 
 
 class ErrorCode(StrEnum):
-    """The codes of the distribution-spec error table, plus TAG_INVALID, UNKNOWN and two /api codes."""
+    """The distribution-spec error codes, plus TAG_INVALID, UNKNOWN and two /api codes."""
 
     BLOB_UNKNOWN = "BLOB_UNKNOWN"
     BLOB_UPLOAD_INVALID = "BLOB_UPLOAD_INVALID"

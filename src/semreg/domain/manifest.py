@@ -152,7 +152,7 @@ def parse_manifest(content_type: str | None, body: bytes, algorithm: str = "sha2
     """
     data = _load_json(body)
     media_type = _resolve_media_type(content_type, data)
-    if data.get("schemaVersion") != 2:  # noqa: PLR2004 - the only schema version there is
+    if data.get("schemaVersion") != 2:
         raise _fail("schemaVersion must be 2")
     subject = data.get("subject")
     artifact_type = _optional_str(data, "artifactType", "manifest")
@@ -181,6 +181,4 @@ def parse_manifest(content_type: str | None, body: bytes, algorithm: str = "sha2
 
 def stored_blobs(manifest: Manifest) -> tuple[Descriptor, ...]:
     """The blobs that must be present in the registry (non-distributable layers live elsewhere)."""
-    return tuple(
-        d for d in manifest.blobs if not (d.media_type in mt.NON_DISTRIBUTABLE and d.urls)
-    )
+    return tuple(d for d in manifest.blobs if not (d.media_type in mt.NON_DISTRIBUTABLE and d.urls))

@@ -330,7 +330,9 @@ async def delete_tag(conn: AsyncConnection, repository_id: int, tag: str) -> boo
 async def list_tags(
     conn: AsyncConnection, repository_id: int, last: str | None, limit: int | None
 ) -> list[str]:
-    query = sa.select(tags.c.name).where(tags.c.repository_id == repository_id).order_by(tags.c.name)
+    query = (
+        sa.select(tags.c.name).where(tags.c.repository_id == repository_id).order_by(tags.c.name)
+    )
     if last is not None:
         query = query.where(tags.c.name > last)
     if limit is not None:

@@ -22,10 +22,10 @@ from semreg.domain.digest import DEFAULT_ALGORITHM, Digest, Hasher, new_hasher
 from semreg.domain.errors import (
     BlobUnknown,
     BlobUploadInvalid,
-    Denied,
-    NameUnknown,
     BlobUploadUnknown,
+    Denied,
     DigestInvalid,
+    NameUnknown,
     RangeInvalid,
     SizeInvalid,
 )
@@ -275,7 +275,9 @@ class BlobService:
             await repo.link_blob(conn, session.repository_id, digest)
             await repo.delete_upload(conn, upload_id)
 
-    async def upload_whole(self, path: RepoPath, digest: Digest, chunks: AsyncIterable[bytes]) -> None:
+    async def upload_whole(
+        self, path: RepoPath, digest: Digest, chunks: AsyncIterable[bytes]
+    ) -> None:
         """Monolithic upload (POST with ``?digest=``).
 
         Raises:

@@ -85,7 +85,9 @@ class ManifestService:
                 f"the manifest's digest is {manifest.digest}, not {reference}",
                 {"expected": str(reference), "actual": str(manifest.digest)},
             )
-        tags = tuple(dict.fromkeys([*extra_tags, *([reference] if isinstance(reference, Tag) else [])]))
+        tags = tuple(
+            dict.fromkeys([*extra_tags, *([reference] if isinstance(reference, Tag) else [])])
+        )
         await self.store.put_bytes(manifest.digest, body)
         async with self.db.write() as conn:
             repository = await lookup.ensure_repository(conn, path)
@@ -96,11 +98,19 @@ class ManifestService:
             )
             for tag in tags:
                 await repo.set_tag(conn, repository.id, tag.name, stored.id)
-        return PutResult(manifest.digest, manifest.subject.digest if manifest.subject else None, tags)
+        return PutResult(
+            manifest.digest, manifest.subject.digest if manifest.subject else None, tags
+        )
 
-    async def _check_references(self, conn: AsyncConnection, repository_id: int, manifest: Manifest) -> None:
-        missing = await repo.missing_blobs(conn, repository_id, (d.digest for d in stored_blobs(manifest)))
-        missing += await repo.missing_manifests(conn, repository_id, (d.digest for d in manifest.children))
+    async def _check_references(
+        self, conn: AsyncConnection, repository_id: int, manifest: Manifest
+    ) -> None:
+        missing = await repo.missing_blobs(
+            conn, repository_id, (d.digest for d in stored_blobs(manifest))
+        )
+        missing += await repo.missing_manifests(
+            conn, repository_id, (d.digest for d in manifest.children)
+        )
         if missing:
             listed = ", ".join(str(d) for d in missing[:5])
             raise ManifestBlobUnknown(
@@ -162,7 +172,9 @@ class ManifestService:
                     return
             elif await repo.delete_tag(conn, repository.id, reference.name):
                 return
-        raise ManifestUnknown(f"manifest {reference} is not in {path}", {"reference": str(reference)})
+        raise ManifestUnknown(
+            f"manifest {reference} is not in {path}", {"reference": str(reference)}
+        )
 
     async def tags(self, path: RepoPath, last: str | None, limit: int | None) -> Page:
         """Tags in lexical order after ``last``; ``limit`` None means all.
@@ -216,4 +228,3 @@ def _references(manifest: Manifest) -> list[tuple[Digest, str]]:
     refs = [(d.digest, "blob") for d in stored_blobs(manifest)]
     refs += [(d.digest, "manifest") for d in manifest.children]
     return refs
-

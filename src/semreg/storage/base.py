@@ -42,7 +42,7 @@ class BlobStore(Protocol):
         ...
 
     def read(self, digest: Digest, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Stream bytes ``start`` to ``end`` (exclusive; None = to the end). Raises ObjectMissing."""
+        """Stream bytes ``start`` to ``end`` (exclusive; None = the end). Raises ObjectMissing."""
         ...
 
     async def read_bytes(self, digest: Digest) -> bytes:

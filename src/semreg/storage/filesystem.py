@@ -51,7 +51,9 @@ class FilesystemBlobStore:
 
     async def stat(self, digest: Digest) -> int:
         try:
-            return (await anyio.to_thread.run_sync(os.stat, self._path(layout.blob_key(digest)))).st_size
+            return (
+                await anyio.to_thread.run_sync(os.stat, self._path(layout.blob_key(digest)))
+            ).st_size
         except FileNotFoundError:
             raise ObjectMissing(str(digest)) from None
 
