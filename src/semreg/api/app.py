@@ -126,5 +126,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.router.routes.extend(routes_v2.routes)
     app.include_router(routes_api.router)
+    app.include_router(routes_api.containers)
     app.add_middleware(RegistryHeaders, access_log=settings.log.access_log)
     return app

@@ -40,6 +40,7 @@ STATUS: Mapping[type[e.RegistryError], int] = {
     e.PaginationInvalid: 400,
     e.TooManyRequests: 429,
     e.TagInvalid: 400,
+    e.ReleaseImmutable: 409,
     e.Conflict: 409,
     e.RequestInvalid: 400,
 }

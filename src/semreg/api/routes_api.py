@@ -12,9 +12,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from semreg.domain.feeds import Feed, FeedChanges
+from semreg.domain.inventory import ReleaseRecord
+from semreg.domain.names import RepoPath, parse_repo_path
+from semreg.domain.tags import TagPolicy
 from semreg.services.container import Services
 
 router = APIRouter(prefix="/api/management/feeds", tags=["feeds"])
+containers = APIRouter(prefix="/api/containers", tags=["containers"])
 
 
 class FeedOut(BaseModel):
@@ -23,6 +27,8 @@ class FeedOut(BaseModel):
     active: bool
     description: str | None
     created: datetime
+    containerVersioning: bool  # noqa: N815
+    permittedTags: list[str]  # noqa: N815
 
     @classmethod
     def of(cls, feed: Feed) -> FeedOut:
@@ -32,6 +38,8 @@ class FeedOut(BaseModel):
             active=feed.active,
             description=feed.description,
             created=feed.created_at,
+            containerVersioning=feed.policy.versioning,
+            permittedTags=list(feed.policy.permitted),
         )
 
 
@@ -43,6 +51,8 @@ class FeedCreate(BaseModel):
     feedType: str = "docker"  # noqa: N815
     active: bool = True
     description: str | None = None
+    containerVersioning: bool = False  # noqa: N815
+    permittedTags: list[str] = Field(default_factory=list)  # noqa: N815
 
 
 class FeedUpdate(BaseModel):
@@ -52,6 +62,8 @@ class FeedUpdate(BaseModel):
 
     active: bool | None = None
     description: str | None = None
+    containerVersioning: bool | None = None  # noqa: N815
+    permittedTags: list[str] | None = None  # noqa: N815
 
 
 def _services(request: Request) -> Services:
@@ -61,8 +73,9 @@ def _services(request: Request) -> Services:
 
 @router.post("/create", status_code=201)
 async def create_feed(body: FeedCreate, request: Request) -> FeedOut:
+    policy = TagPolicy(body.containerVersioning, tuple(body.permittedTags))
     feed = await _services(request).feeds.create(
-        body.name, body.feedType, body.active, body.description
+        body.name, body.feedType, body.active, body.description, policy
     )
     return FeedOut.of(feed)
 
@@ -79,7 +92,12 @@ async def get_feed(name: str, request: Request) -> FeedOut:
 
 @router.post("/update/{name}")
 async def update_feed(name: str, body: FeedUpdate, request: Request) -> FeedOut:
-    changes = FeedChanges(active=body.active, description=body.description)
+    changes = FeedChanges(
+        active=body.active,
+        description=body.description,
+        container_versioning=body.containerVersioning,
+        permitted_tags=tuple(body.permittedTags) if body.permittedTags is not None else None,
+    )
     return FeedOut.of(await _services(request).feeds.update(name, changes))
 
 
@@ -87,3 +105,39 @@ async def update_feed(name: str, body: FeedUpdate, request: Request) -> FeedOut:
 async def delete_feed(name: str, request: Request, force: bool = False) -> dict[str, str]:
     await _services(request).feeds.delete(name, force=force)
     return {"deleted": name}
+
+
+class ReleaseOut(BaseModel):
+    version: str
+    digest: str
+    size: int
+    pushed: datetime
+    virtualTags: list[str]  # noqa: N815
+
+    @classmethod
+    def of(cls, record: ReleaseRecord) -> ReleaseOut:
+        return cls(
+            version=record.tag,
+            digest=str(record.digest),
+            size=record.size,
+            pushed=record.pushed_at,
+            virtualTags=list(record.virtual_tags),
+        )
+
+
+def _repo_path(feed: str, repo: str) -> RepoPath:
+    return parse_repo_path(f"{feed}/{repo}")
+
+
+@containers.get("/releases")
+async def list_releases(feed: str, repo: str, request: Request) -> list[ReleaseOut]:
+    """A repository's releases, highest SemVer first, with the virtual tags on each."""
+    records = await _services(request).releases.list(_repo_path(feed, repo))
+    return [ReleaseOut.of(r) for r in records]
+
+
+@containers.post("/releases/purge")
+async def purge_release(feed: str, repo: str, version: str, request: Request) -> dict[str, str]:
+    """Free a deleted release's version so it may be published again with other content."""
+    await _services(request).releases.purge(_repo_path(feed, repo), version)
+    return {"purged": version}

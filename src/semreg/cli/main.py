@@ -23,7 +23,9 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 feed_app = typer.Typer(help="Manage feeds on a running server.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+release_app = typer.Typer(help="Releases of versioned feeds.", no_args_is_help=True)
 app.add_typer(feed_app, name="feed")
+app.add_typer(release_app, name="release")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file (or SEMREG_CONFIG).")
@@ -106,15 +108,36 @@ def _print(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
 
 
+PermitOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--permit",
+        help="A tag allowed besides release versions (exact, '*' wildcard, '!' to exclude). "
+        "Repeat for several.",
+    ),
+]
+
+
 @feed_app.command("create")
 def feed_create(
     name: str,
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     inactive: Annotated[bool, typer.Option("--inactive", help="Create it switched off.")] = False,
+    versioning: Annotated[
+        bool, typer.Option("--versioning", help="Turn Container Versioning on.")
+    ] = False,
+    permit: PermitOption = None,
     url: UrlOption = None,
 ) -> None:
     """Create a feed."""
-    body = {"name": name, "feedType": "docker", "active": not inactive, "description": description}
+    body = {
+        "name": name,
+        "feedType": "docker",
+        "active": not inactive,
+        "description": description,
+        "containerVersioning": versioning,
+        "permittedTags": permit or [],
+    }
     _print(_call(url, "POST", "/api/management/feeds/create", json=body))
 
 
@@ -139,10 +162,24 @@ def feed_update(
         bool | None, typer.Option("--active/--inactive", help="Switch on or off.")
     ] = None,
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    versioning: Annotated[
+        bool | None,
+        typer.Option("--versioning/--no-versioning", help="Turn Container Versioning on or off."),
+    ] = None,
+    permit: PermitOption = None,
+    clear_permitted: Annotated[
+        bool, typer.Option("--clear-permitted", help="Remove every permitted tag.")
+    ] = False,
     url: UrlOption = None,
 ) -> None:
     """Change a feed's settings; options not given keep their value."""
-    body = {"active": active, "description": description}
+    permitted = [] if clear_permitted else permit
+    body = {
+        "active": active,
+        "description": description,
+        "containerVersioning": versioning,
+        "permittedTags": permitted,
+    }
     _print(_call(url, "POST", f"/api/management/feeds/update/{name}", json=body))
 
 
@@ -156,6 +193,47 @@ def feed_delete(
     params = {"force": "true"} if force else {}
     _call(url, "DELETE", f"/api/management/feeds/delete/{name}", params=params)
     typer.echo(f"deleted feed {name}")
+
+
+def _split_repo(name: str) -> tuple[str, str]:
+    feed, sep, repo = name.partition("/")
+    if not sep or not repo:
+        typer.echo(f"expected <feed>/<repository>, got {name!r}", err=True)
+        raise typer.Exit(2)
+    return feed, repo
+
+
+@release_app.command("list")
+def release_list(
+    name: Annotated[str, typer.Argument(help="<feed>/<repository>")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = None,
+) -> None:
+    """List a repository's releases, highest version first, with their virtual tags."""
+    feed, repo = _split_repo(name)
+    releases = _call(url, "GET", "/api/containers/releases", params={"feed": feed, "repo": repo})
+    if as_json:
+        _print(releases)
+        return
+    for release in releases:
+        virtual = ", ".join(release["virtualTags"])
+        typer.echo(
+            f"{release['version']:<24} {release['digest'][:19]}  {release['size']:>8}  "
+            f"{release['pushed']}  {virtual}"
+        )
+
+
+@release_app.command("purge")
+def release_purge(
+    name: Annotated[str, typer.Argument(help="<feed>/<repository>")],
+    version: str,
+    url: UrlOption = None,
+) -> None:
+    """Free a deleted release's version so it can be published again."""
+    feed, repo = _split_repo(name)
+    params = {"feed": feed, "repo": repo, "version": version}
+    _call(url, "POST", "/api/containers/releases/purge", params=params)
+    typer.echo(f"purged {name}:{version}")
 
 
 if __name__ == "__main__":

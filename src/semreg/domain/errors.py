@@ -26,6 +26,7 @@ Pure: stdlib only. HTTP statuses live in ``semreg.api.errors`` alone.
     │   └── PaginationInvalid
     ├── TooManyRequests
     ├── TagInvalid
+    │   └── ReleaseImmutable           (a release tag would move to another digest)
     ├── Conflict                       (/api: the resource exists or is still in use)
     └── RequestInvalid                 (/api: a field is missing or malformed)
 """
@@ -165,6 +166,10 @@ class TooManyRequests(RegistryError):
 
 class TagInvalid(RegistryError):
     code = ErrorCode.TAG_INVALID
+
+
+class ReleaseImmutable(TagInvalid):
+    """A release tag already points at another digest (or did, before it was deleted)."""
 
 
 class Conflict(RegistryError):

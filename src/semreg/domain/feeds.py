@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
+
+from semreg.domain.tags import TagPolicy
 
 FEED_TYPES: Final = frozenset({"docker"})
 
@@ -17,6 +19,7 @@ class Feed:
     active: bool
     description: str | None
     created_at: datetime
+    policy: TagPolicy = field(default_factory=TagPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,3 +28,5 @@ class FeedChanges:
 
     active: bool | None = None
     description: str | None = None
+    container_versioning: bool | None = None
+    permitted_tags: tuple[str, ...] | None = None

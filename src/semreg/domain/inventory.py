@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from semreg.domain.digest import Digest
+from semreg.domain.feeds import Feed
 from semreg.domain.names import RepoPath
 
 
 @dataclass(frozen=True, slots=True)
 class Repository:
     id: int
-    feed_id: int
+    feed: Feed
     path: RepoPath
 
 
@@ -35,3 +36,14 @@ class UploadSession:
     repository_id: int
     size: int
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRecord:
+    """A live release of a versioned repository, as listed by the releases API."""
+
+    tag: str
+    digest: Digest
+    size: int
+    pushed_at: datetime
+    virtual_tags: tuple[str, ...] = ()

@@ -17,15 +17,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from semreg.domain.digest import Digest, parse_digest
 from semreg.domain.feeds import Feed, FeedChanges
-from semreg.domain.inventory import Repository, StoredManifest, UploadSession
+from semreg.domain.inventory import ReleaseRecord, Repository, StoredManifest, UploadSession
 from semreg.domain.names import RepoPath
+from semreg.domain.semver import Version, format_version
+from semreg.domain.tags import TagOrigin, TagPolicy, VirtualTag
 from semreg.metadata.schema import (
     blobs,
     feeds,
     manifest_refs,
     manifests,
+    releases,
     repositories,
     repository_blobs,
+    retired_releases,
     tags,
     uploads,
 )
@@ -56,11 +60,17 @@ def _feed(row: sa.Row[Any]) -> Feed:
         active=row.active,
         description=row.description,
         created_at=row.created_at,
+        policy=TagPolicy(row.container_versioning, tuple(row.permitted_tags or ())),
     )
 
 
 async def create_feed(
-    conn: AsyncConnection, name: str, feed_type: str, active: bool, description: str | None
+    conn: AsyncConnection,
+    name: str,
+    feed_type: str,
+    active: bool,
+    description: str | None,
+    policy: TagPolicy,
 ) -> Feed:
     try:
         result = await conn.execute(
@@ -71,6 +81,8 @@ async def create_feed(
                 active=active,
                 description=description,
                 created_at=_now(),
+                container_versioning=policy.versioning,
+                permitted_tags=list(policy.permitted),
             )
             .returning(*feeds.c)
         )
@@ -90,7 +102,14 @@ async def find_feed(conn: AsyncConnection, name: str) -> Feed | None:
 
 
 async def update_feed(conn: AsyncConnection, feed_id: int, changes: FeedChanges) -> Feed:
-    values = {k: v for k, v in (("active", changes.active), ("description", changes.description))}
+    values: dict[str, Any] = {
+        "active": changes.active,
+        "description": changes.description,
+        "container_versioning": changes.container_versioning,
+        "permitted_tags": list(changes.permitted_tags)
+        if changes.permitted_tags is not None
+        else None,
+    }
     values = {k: v for k, v in values.items() if v is not None}
     if values:
         await conn.execute(feeds.update().where(feeds.c.id == feed_id).values(**values))
@@ -114,8 +133,8 @@ async def count_feed_manifests(conn: AsyncConnection, feed_id: int) -> int:
 # --- repositories ------------------------------------------------------------------------------
 
 
-def _repository(row: sa.Row[Any], feed_name: str) -> Repository:
-    return Repository(id=row.id, feed_id=row.feed_id, path=RepoPath(feed_name, row.name))
+def _repository(row: sa.Row[Any], feed: Feed) -> Repository:
+    return Repository(id=row.id, feed=feed, path=RepoPath(feed.name, row.name))
 
 
 async def find_repository(conn: AsyncConnection, feed: Feed, name: str) -> Repository | None:
@@ -123,7 +142,7 @@ async def find_repository(conn: AsyncConnection, feed: Feed, name: str) -> Repos
         repositories.c.feed_id == feed.id, repositories.c.name == name
     )
     row = (await conn.execute(query)).first()
-    return _repository(row, feed.name) if row else None
+    return _repository(row, feed) if row else None
 
 
 async def ensure_repository(conn: AsyncConnection, feed: Feed, name: str) -> Repository:
@@ -307,16 +326,62 @@ async def delete_manifest(conn: AsyncConnection, manifest_id: int) -> None:
     await conn.execute(manifests.delete().where(manifests.c.id == manifest_id))
 
 
-async def set_tag(conn: AsyncConnection, repository_id: int, tag: str, manifest_id: int) -> None:
+async def set_tag(
+    conn: AsyncConnection,
+    repository_id: int,
+    tag: str,
+    manifest_id: int,
+    *,
+    kind: str = "client",
+    origin: TagOrigin = TagOrigin.PUSH,
+) -> None:
     now = _now()
-    statement = _insert(conn, tags).values(
-        repository_id=repository_id, name=tag, manifest_id=manifest_id, updated_at=now
-    )
+    values = {"manifest_id": manifest_id, "updated_at": now, "kind": kind, "origin": str(origin)}
+    statement = _insert(conn, tags).values(repository_id=repository_id, name=tag, **values)
     await conn.execute(
         statement.on_conflict_do_update(
-            index_elements=[tags.c.repository_id, tags.c.name],
-            set_={"manifest_id": manifest_id, "updated_at": now},
+            index_elements=[tags.c.repository_id, tags.c.name], set_=values
         )
+    )
+
+
+async def find_tag_kind(conn: AsyncConnection, repository_id: int, tag: str) -> str | None:
+    query = sa.select(tags.c.kind).where(tags.c.repository_id == repository_id, tags.c.name == tag)
+    return (await conn.execute(query)).scalar_one_or_none()
+
+
+async def list_manifest_tags(conn: AsyncConnection, manifest_id: int) -> list[str]:
+    query = sa.select(tags.c.name).where(tags.c.manifest_id == manifest_id, tags.c.kind == "client")
+    return list((await conn.execute(query)).scalars())
+
+
+async def list_client_tags(
+    conn: AsyncConnection, repository_id: int
+) -> list[tuple[str, int, Digest]]:
+    """Every client-written tag of a repository with its manifest id and digest."""
+    query = (
+        sa.select(tags.c.name, manifests.c.id, manifests.c.digest)
+        .select_from(tags.join(manifests))
+        .where(tags.c.repository_id == repository_id, tags.c.kind == "client")
+    )
+    return [(name, mid, parse_digest(d)) for name, mid, d in await conn.execute(query)]
+
+
+async def delete_virtual_tag(conn: AsyncConnection, repository_id: int, tag: str) -> None:
+    await conn.execute(
+        tags.delete().where(
+            tags.c.repository_id == repository_id, tags.c.name == tag, tags.c.kind == "virtual"
+        )
+    )
+
+
+async def release_virtual_tags(conn: AsyncConnection, feed_id: int) -> None:
+    """Hand a feed's virtual tags over to clients: they stay where they are, unmanaged."""
+    in_feed = sa.select(repositories.c.id).where(repositories.c.feed_id == feed_id)
+    await conn.execute(
+        tags.update()
+        .where(tags.c.kind == "virtual", tags.c.repository_id.in_(in_feed))
+        .values(kind="client")
     )
 
 
@@ -432,3 +497,142 @@ async def delete_upload(conn: AsyncConnection, upload_id: str) -> bool:
 async def list_stale_uploads(conn: AsyncConnection, older_than: datetime) -> list[str]:
     query = sa.select(uploads.c.id).where(uploads.c.updated_at < older_than)
     return list((await conn.execute(query)).scalars())
+
+
+# --- releases (Container Versioning) -----------------------------------------------------------
+
+
+async def find_release_digest(conn: AsyncConnection, repository_id: int, tag: str) -> Digest | None:
+    """The digest a release tag points at, or pointed at before it was deleted (reserved)."""
+    for table in (releases, retired_releases):
+        query = sa.select(table.c.digest).where(
+            table.c.repository_id == repository_id, table.c.tag == tag
+        )
+        found = (await conn.execute(query)).scalar_one_or_none()
+        if found is not None:
+            return parse_digest(found)
+    return None
+
+
+async def upsert_release(
+    conn: AsyncConnection, repository_id: int, version: Version, manifest_id: int, digest: Digest
+) -> None:
+    tag = format_version(version)
+    values = {
+        "manifest_id": manifest_id,
+        "digest": str(digest),
+        "major": str(version.major),
+        "minor": str(version.minor),
+        "stable": version.is_stable,
+        "sort_key": version.sort_key,
+        "pushed_at": _now(),
+    }
+    statement = _insert(conn, releases).values(repository_id=repository_id, tag=tag, **values)
+    # A re-push of the same digest keeps the original push time.
+    keep_time = sa.case(
+        (releases.c.digest == statement.excluded.digest, releases.c.pushed_at),
+        else_=statement.excluded.pushed_at,
+    )
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[releases.c.repository_id, releases.c.tag],
+            set_={**values, "pushed_at": keep_time},
+        )
+    )
+    await conn.execute(
+        retired_releases.delete().where(
+            retired_releases.c.repository_id == repository_id, retired_releases.c.tag == tag
+        )
+    )
+
+
+async def retire_release(conn: AsyncConnection, repository_id: int, tag: str) -> bool:
+    """Move a live release to the reserved list; False when ``tag`` is not a live release."""
+    query = sa.select(releases.c.digest).where(
+        releases.c.repository_id == repository_id, releases.c.tag == tag
+    )
+    digest = (await conn.execute(query)).scalar_one_or_none()
+    if digest is None:
+        return False
+    await conn.execute(
+        releases.delete().where(releases.c.repository_id == repository_id, releases.c.tag == tag)
+    )
+    await conn.execute(
+        _insert(conn, retired_releases)
+        .values(repository_id=repository_id, tag=tag, digest=digest, retired_at=_now())
+        .on_conflict_do_nothing()
+    )
+    return True
+
+
+async def purge_retired_release(conn: AsyncConnection, repository_id: int, tag: str) -> bool:
+    result = await conn.execute(
+        retired_releases.delete().where(
+            retired_releases.c.repository_id == repository_id, retired_releases.c.tag == tag
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def find_top_release(
+    conn: AsyncConnection, repository_id: int, tag: VirtualTag
+) -> int | None:
+    """The manifest id of the highest release a virtual tag selects (two index probes at most)."""
+    query = sa.select(releases.c.manifest_id).where(releases.c.repository_id == repository_id)
+    if tag.major is not None:
+        query = query.where(releases.c.major == str(tag.major))
+    if tag.minor is not None:
+        query = query.where(releases.c.minor == str(tag.minor))
+    top = query.order_by(releases.c.sort_key.desc()).limit(1)
+    found = (await conn.execute(top.where(releases.c.stable.is_(True)))).scalar_one_or_none()
+    if found is None and tag.falls_back_to_prerelease:
+        found = (await conn.execute(top)).scalar_one_or_none()
+    return found
+
+
+async def delete_feed_releases(conn: AsyncConnection, feed_id: int) -> None:
+    in_feed = sa.select(repositories.c.id).where(repositories.c.feed_id == feed_id)
+    await conn.execute(releases.delete().where(releases.c.repository_id.in_(in_feed)))
+    await conn.execute(
+        retired_releases.delete().where(retired_releases.c.repository_id.in_(in_feed))
+    )
+
+
+async def list_feed_repositories(conn: AsyncConnection, feed: Feed) -> list[Repository]:
+    query = (
+        sa.select(repositories).where(repositories.c.feed_id == feed.id).order_by(repositories.c.id)
+    )
+    return [_repository(row, feed) for row in await conn.execute(query)]
+
+
+async def list_releases(conn: AsyncConnection, repository_id: int) -> list[ReleaseRecord]:
+    """Live releases, highest first, with their virtual tags, size and push time."""
+    query = (
+        sa.select(
+            releases.c.tag,
+            releases.c.digest,
+            releases.c.pushed_at,
+            manifests.c.size,
+            releases.c.manifest_id,
+        )
+        .select_from(releases.join(manifests, manifests.c.id == releases.c.manifest_id))
+        .where(releases.c.repository_id == repository_id)
+        .order_by(releases.c.sort_key.desc())
+    )
+    rows = (await conn.execute(query)).all()
+    virtual_query = sa.select(tags.c.name, tags.c.manifest_id).where(
+        tags.c.repository_id == repository_id, tags.c.kind == "virtual"
+    )
+    by_manifest: dict[int, list[str]] = {}
+    for name, manifest_id in await conn.execute(virtual_query):
+        by_manifest.setdefault(manifest_id, []).append(name)
+    return [
+        ReleaseRecord(
+            tag=row.tag,
+            digest=parse_digest(row.digest),
+            size=row.size,
+            pushed_at=row.pushed_at,
+            virtual_tags=tuple(sorted(by_manifest.get(row.manifest_id, ()))),
+        )
+        for row in rows
+    ]

@@ -61,6 +61,8 @@ feeds = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("description", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("container_versioning", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("permitted_tags", sa.JSON, nullable=True),
 )
 
 repositories = sa.Table(
@@ -132,7 +134,45 @@ tags = sa.Table(
     sa.Column("name", name_type(128), primary_key=True),
     sa.Column("manifest_id", sa.ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # "client" tags are written by pushes, promotions and retags; "virtual" ones by semreg.
+    sa.Column("kind", sa.String(8), nullable=False, server_default="client"),
+    # What wrote the tag last: push, promotion, retag or replication (domain.tags.TagOrigin).
+    sa.Column("origin", sa.String(16), nullable=False, server_default="push"),
     sa.Index("ix_tags_manifest_id", "manifest_id"),
+)
+
+# Live release tags of versioned feeds, one row per tag, ordered by ``sort_key`` (the byte order of
+# which is SemVer precedence) so the highest release of a line is one index lookup.
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column(
+        "repository_id", sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("tag", name_type(128), primary_key=True),
+    sa.Column("manifest_id", sa.ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("digest", DIGEST, nullable=False),
+    # Decimal text: SemVer numbers are unbounded.
+    sa.Column("major", sa.String(130), nullable=False),
+    sa.Column("minor", sa.String(130), nullable=False),
+    sa.Column("stable", sa.Boolean, nullable=False),
+    sa.Column("sort_key", name_type(600), nullable=False),
+    sa.Column("pushed_at", UTCDateTime, nullable=False),
+    sa.Index("ix_releases_line", "repository_id", "stable", "sort_key"),
+    sa.Index("ix_releases_major", "repository_id", "major", "stable", "sort_key"),
+    sa.Index("ix_releases_minor", "repository_id", "major", "minor", "stable", "sort_key"),
+)
+
+# Deleted releases stay reserved: their version cannot be re-published with other content.
+retired_releases = sa.Table(
+    "retired_releases",
+    metadata,
+    sa.Column(
+        "repository_id", sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("tag", name_type(128), primary_key=True),
+    sa.Column("digest", DIGEST, nullable=False),
+    sa.Column("retired_at", UTCDateTime, nullable=False),
 )
 
 uploads = sa.Table(

@@ -8,6 +8,7 @@ from semreg.metadata.engine import Database
 from semreg.services.blobs import BlobService
 from semreg.services.feeds import FeedService
 from semreg.services.manifests import ManifestService
+from semreg.services.releases import ReleaseService
 from semreg.storage.base import BlobStore
 
 
@@ -18,6 +19,7 @@ class Services:
     feeds: FeedService
     blobs: BlobService
     manifests: ManifestService
+    releases: ReleaseService
 
     @classmethod
     def build(cls, db: Database, store: BlobStore, max_manifest_bytes: int) -> Services:
@@ -27,4 +29,5 @@ class Services:
             feeds=FeedService(db),
             blobs=BlobService(db, store),
             manifests=ManifestService(db, store, max_manifest_bytes),
+            releases=ReleaseService(db),
         )

@@ -5,9 +5,10 @@ from __future__ import annotations
 from semreg.domain.errors import Conflict, RequestInvalid
 from semreg.domain.feeds import FEED_TYPES, Feed, FeedChanges
 from semreg.domain.names import parse_feed_name
+from semreg.domain.tags import TagPolicy, parse_permitted_tags
 from semreg.metadata import repo
 from semreg.metadata.engine import Database
-from semreg.services import lookup
+from semreg.services import lookup, versioning
 
 
 class FeedService:
@@ -17,15 +18,22 @@ class FeedService:
         self.db = db
 
     async def create(
-        self, name: str, feed_type: str, active: bool = True, description: str | None = None
+        self,
+        name: str,
+        feed_type: str,
+        active: bool = True,
+        description: str | None = None,
+        policy: TagPolicy | None = None,
     ) -> Feed:
         """Create a feed.
 
         Raises:
-            RequestInvalid: the name or feed type is invalid.
+            RequestInvalid: the name, feed type or a permitted-tag pattern is invalid.
             Conflict: a feed by that name exists.
         """
         parse_feed_name(name)
+        policy = policy or TagPolicy()
+        policy = TagPolicy(policy.versioning, parse_permitted_tags(policy.permitted))
         if feed_type not in FEED_TYPES:
             raise RequestInvalid(
                 f"unsupported feedType {feed_type!r}: semreg serves container feeds, use 'docker'",
@@ -35,7 +43,7 @@ class FeedService:
             if await repo.find_feed(conn, name) is not None:
                 raise Conflict(f"feed {name!r} already exists", {"feed": name})
             try:
-                return await repo.create_feed(conn, name, feed_type, active, description)
+                return await repo.create_feed(conn, name, feed_type, active, description, policy)
             except repo.IntegrityConflict as exc:
                 raise Conflict(f"feed {name!r} already exists", {"feed": name}) from exc
 
@@ -55,12 +63,23 @@ class FeedService:
     async def update(self, name: str, changes: FeedChanges) -> Feed:
         """Change a feed's settings; ``None`` fields keep their value.
 
+        Switching Container Versioning on computes the virtual tags of the releases already in
+        the feed; switching it off leaves the virtual tags where they are, as ordinary tags.
+
         Raises:
             FeedUnknown: no such feed.
+            RequestInvalid: a permitted-tag pattern is invalid.
         """
+        if changes.permitted_tags is not None:
+            parse_permitted_tags(changes.permitted_tags)
         async with self.db.write() as conn:
             feed = await lookup.get_feed(conn, name, require_active=False)
-            return await repo.update_feed(conn, feed.id, changes)
+            updated = await repo.update_feed(conn, feed.id, changes)
+            if updated.policy.versioning and not feed.policy.versioning:
+                await versioning.enable(conn, updated)
+            elif feed.policy.versioning and not updated.policy.versioning:
+                await versioning.disable(conn, updated)
+            return updated
 
     async def delete(self, name: str, force: bool = False) -> None:
         """Delete a feed; one that still holds images needs ``force``.

@@ -22,9 +22,10 @@ from semreg.domain.errors import (
 from semreg.domain.inventory import StoredManifest
 from semreg.domain.manifest import Manifest, parse_manifest, stored_blobs
 from semreg.domain.names import Reference, RepoPath, Tag
+from semreg.domain.tags import TagOrigin
 from semreg.metadata import repo
 from semreg.metadata.engine import Database
-from semreg.services import lookup
+from semreg.services import lookup, versioning
 from semreg.storage.base import BlobStore, ObjectMissing
 
 
@@ -76,6 +77,7 @@ class ManifestService:
             DigestInvalid: a digest reference does not match the body.
             FeedUnknown, FeedInactive: the feed is missing or disabled.
             ManifestBlobUnknown: a referenced blob or child manifest is not in the repository.
+            TagInvalid, ReleaseImmutable: the feed's Container Versioning rules refuse a tag.
         """
         self.check_size(len(body))
         algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
@@ -92,15 +94,17 @@ class ManifestService:
         async with self.db.write() as conn:
             repository = await lookup.ensure_repository(conn, path)
             await repo.lock_repository(conn, repository.id)
+            # Tag policy first: a refused tag is the more useful answer than a missing blob.
+            await versioning.check_tags(conn, repository, tags, manifest.digest, TagOrigin.PUSH)
             await self._check_references(conn, repository.id, manifest)
             stored = await repo.insert_manifest(
                 conn, repository.id, _to_stored(manifest), _references(manifest)
             )
-            for tag in tags:
-                await repo.set_tag(conn, repository.id, tag.name, stored.id)
-        return PutResult(
-            manifest.digest, manifest.subject.digest if manifest.subject else None, tags
-        )
+            await versioning.write_tags(
+                conn, repository, stored.id, manifest.digest, tags, TagOrigin.PUSH
+            )
+        subject = manifest.subject.digest if manifest.subject else None
+        return PutResult(manifest.digest, subject, tags)
 
     async def _check_references(
         self, conn: AsyncConnection, repository_id: int, manifest: Manifest
@@ -161,6 +165,7 @@ class ManifestService:
         Raises:
             FeedUnknown, FeedInactive, NameUnknown: the repository is missing.
             ManifestUnknown: no such manifest or tag.
+            TagInvalid: the tag is a virtual tag managed by semreg.
         """
         async with self.db.write() as conn:
             repository = await lookup.get_repository(conn, path)
@@ -168,9 +173,11 @@ class ManifestService:
             if isinstance(reference, Digest):
                 stored = await repo.find_manifest(conn, repository.id, reference)
                 if stored is not None:
+                    released = await repo.list_manifest_tags(conn, stored.id)
                     await repo.delete_manifest(conn, stored.id)
+                    await versioning.retire(conn, repository.id, released)
                     return
-            elif await repo.delete_tag(conn, repository.id, reference.name):
+            elif await versioning.delete_tag(conn, repository, reference):
                 return
         raise ManifestUnknown(
             f"manifest {reference} is not in {path}", {"reference": str(reference)}
