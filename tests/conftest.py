@@ -50,6 +50,13 @@ def registry(database_factory, tmp_path_factory) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def client(registry: ServerProcess) -> Iterator[httpx.Client]:
+    """An httpx client signed in with the full-control key (Basic on /v2 and /api)."""
+    with httpx.Client(base_url=registry.url, timeout=60, auth=registry.auth) as c:
+        yield c
+
+
+@pytest.fixture
+def anonymous_client(registry: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=registry.url, timeout=60) as c:
         yield c
 

@@ -53,6 +53,7 @@ class ServerProcess:
     def __init__(self, data_dir: Path, database_url: str = "", **env: str) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
+        self.admin_key = env.pop("admin_key", None) or f"semreg_test-admin-{uuid.uuid4().hex}"
         self.env = env
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -68,7 +69,11 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEMREG_")}
-        env |= {"SEMREG_LOG__LEVEL": "INFO", "SEMREG_LOG__ACCESS_LOG": "false"}
+        env |= {
+            "SEMREG_LOG__LEVEL": "INFO",
+            "SEMREG_LOG__ACCESS_LOG": "false",
+            "SEMREG_ADMIN_API_KEY": self.admin_key,
+        }
         if self.database_url:
             env["SEMREG_DATABASE_URL"] = self.database_url
         env |= self.env
@@ -84,7 +89,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401):
+                if httpx.get(f"{self.url}/v2/", timeout=1).status_code == 401:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -100,6 +105,11 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        """HTTP Basic credentials of the full-control key."""
+        return ("api", self.admin_key)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -62,7 +62,21 @@ class StorageSettings(_Section):
 
 
 class AuthSettings(_Section):
+    # Full-control key registered at start (automation, tests); else one is made on first start.
     admin_api_key: SecretStr | None = None
+    # HMAC key for tokens; default: <data>/token-signing.key, created on first start. Set the
+    # same value on every process when several share one database.
+    token_secret: SecretStr | None = None
+    token_ttl_seconds: int = Field(default=300, ge=30, le=86_400)
+    # The token "service" (audience); default: host:port of public_url or of each request.
+    service: str | None = None
+    # Opt-in: a token on /v2 acts as the principal that obtained it (ProGet seed scripts reuse one
+    # token across feeds and actions). Default: strictly the scopes of its access claim.
+    token_acts_as_principal: bool = False
+    # Accept user:password as Basic credentials on /api (keys are always accepted).
+    api_basic_passwords: bool = True
+    failure_limit: int = Field(default=10, ge=1)
+    failure_window_seconds: int = Field(default=300, ge=1)
 
 
 class LogSettings(_Section):

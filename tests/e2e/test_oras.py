@@ -14,14 +14,16 @@ SBOM_TYPE = "application/vnd.example.sbom+json"
 SIGNATURE_TYPE = "application/vnd.example.signature"
 
 
-def _client() -> oras.client.OrasClient:
-    return oras.client.OrasClient(insecure=True)
+def _client(registry) -> oras.client.OrasClient:
+    sdk = oras.client.OrasClient(insecure=True)
+    sdk.auth.set_basic_auth(*registry.auth)
+    return sdk
 
 
 def _push_referrer(
     client: oras.client.OrasClient, name: str, tmp_path: Path, artifact_type: str, subject: dict
 ) -> str:
-    """Push a tag-less artifact whose subject is ``subject`` into ``host/repo``; return its digest."""
+    """Push a tag-less artifact with subject ``subject`` into ``host/repo``; return its digest."""
     container = client.get_container(name)
     payload = tmp_path / f"{artifact_type.rsplit('.', 1)[-1]}.json"
     payload.write_text(json.dumps({"kind": artifact_type}))
@@ -60,7 +62,7 @@ def test_push_pull_artifact_and_referrers(registry, client, repo, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     artifact = tmp_path / "notes.txt"
     artifact.write_text("semreg artifact\n" * 100)
-    sdk = _client()
+    sdk = _client(registry)
     target = f"{registry.host}/{repo}:1.0.0"
 
     pushed = sdk.push(target=target, files=[f"{artifact.name}:text/plain"])

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import unique
 from tests.factories import Image, digest_of, make_image, make_index, write_oci_layout
 from tests.registry_client import error_code, push_image, push_manifest
-
-needs_skopeo = pytest.mark.skipif(shutil.which("skopeo") is None, reason="make test installs it")
+from tests.skopeo import copy, needs_skopeo
 
 
 def create_feed(client: httpx.Client, versioning: bool = True, permitted=()) -> str:
@@ -40,27 +36,17 @@ def virtual(client: httpx.Client, name: str) -> dict[str, str | None]:
 class Skopeo:
     """Pushes images from an OCI layout with skopeo, one tag at a time."""
 
-    def __init__(self, host: str, tmp_path: Path) -> None:
-        self.host = host
+    def __init__(self, registry, tmp_path: Path) -> None:
+        self.host = registry.host
+        self.creds = ":".join(registry.auth)
         self.layout = tmp_path / "layout"
         self.images: dict[str, Image] = {}
 
     def push(self, name: str, tag: str, seed: str | None = None) -> tuple[int, str]:
         image = self.images.setdefault(seed or tag, make_image(layers=2, seed=seed or tag))
         write_oci_layout(self.layout, {seed or tag: image})
-        result = subprocess.run(
-            [
-                "skopeo",
-                "--insecure-policy",
-                "copy",
-                "--dest-tls-verify=false",
-                f"oci:{self.layout}:{seed or tag}",
-                f"docker://{self.host}/{name}:{tag}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        source = f"oci:{self.layout}:{seed or tag}"
+        result = copy(source, f"docker://{self.host}/{name}:{tag}", self.creds)
         return result.returncode, result.stderr
 
     def digest(self, seed: str) -> str:
@@ -71,7 +57,7 @@ class Skopeo:
 def test_virtual_tags_follow_semver_precedence(registry, client, tmp_path):
     feed = create_feed(client, permitted=["stable"])
     name = f"{feed}/myorg/app"
-    skopeo = Skopeo(registry.host, tmp_path)
+    skopeo = Skopeo(registry, tmp_path)
 
     assert skopeo.push(name, "3.1.0")[0] == 0
     assert skopeo.push(name, "2.8.4")[0] == 0
@@ -111,7 +97,7 @@ def test_virtual_tags_follow_semver_precedence(registry, client, tmp_path):
 def test_existing_tags_survive_enabling_versioning(registry, client, tmp_path):
     feed = create_feed(client, versioning=False)
     name = f"{feed}/legacy"
-    skopeo = Skopeo(registry.host, tmp_path)
+    skopeo = Skopeo(registry, tmp_path)
     assert skopeo.push(name, "v6-latest")[0] == 0
     assert skopeo.push(name, "1.2.0")[0] == 0
     assert skopeo.push(name, "1.10.0")[0] == 0
@@ -231,7 +217,7 @@ def test_fifty_concurrent_pushes_leave_exact_virtual_tags(client):
         client.post(f"/v2/{name}/blobs/uploads/", params={"digest": digest_of(data)}, content=data)
 
     def push(version: str) -> int:
-        with httpx.Client(base_url=str(client.base_url), timeout=120) as own:
+        with httpx.Client(base_url=str(client.base_url), timeout=120, auth=client.auth) as own:
             return push_manifest(own, name, version, images[version]).status_code
 
     with ThreadPoolExecutor(max_workers=50) as pool:

@@ -8,10 +8,14 @@ access log. Imports: config, services, api; metadata and storage only to build t
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -20,13 +24,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from semreg.api import errors, routes_api, routes_v2
+from semreg.api import errors, routes_api, routes_keys, routes_token, routes_v2
 from semreg.api.logs import configure_logging, request_id
 from semreg.config import Settings
 from semreg.domain.errors import ErrorCode, RegistryError
 from semreg.metadata import migrate
 from semreg.metadata.engine import Database, create_engine
 from semreg.services.container import Services
+from semreg.services.tokens import AuthConfig
 from semreg.storage.factory import open_blob_store
 
 logger = logging.getLogger(__name__)
@@ -90,6 +95,49 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
+BOOTSTRAP_KEY_FILE = "admin-api-key"
+SIGNING_KEY_FILE = "token-signing.key"
+
+
+def _write_private(path: Path, data: bytes) -> bool:
+    """Create ``path`` readable by its owner only; False if it already exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return True
+
+
+def _auth_config(settings: Settings) -> AuthConfig:
+    auth = settings.auth
+    if auth.token_secret is not None:
+        secret = auth.token_secret.get_secret_value().encode()
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path = settings.data_dir / SIGNING_KEY_FILE
+        _write_private(path, secrets.token_hex(32).encode())
+        secret = path.read_bytes().strip()
+    return AuthConfig(
+        token_secret=secret,
+        token_ttl=timedelta(seconds=auth.token_ttl_seconds),
+        failure_limit=auth.failure_limit,
+        failure_window=timedelta(seconds=auth.failure_window_seconds),
+    )
+
+
+def _announce_bootstrap_key(path: Path, key: str) -> None:
+    path.unlink(missing_ok=True)
+    _write_private(path, key.encode() + b"\n")
+    # Printed once, on purpose, to the console of whoever started the first server.
+    print(
+        f"semreg: created a full-control API key (shown once; also in {path}, mode 600):\n"
+        f"  {key}\n",
+        flush=True,
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The semreg ASGI application for ``settings``."""
     configure_logging(settings.log.level)
@@ -105,7 +153,16 @@ def create_app(settings: Settings) -> FastAPI:
         await migrate.upgrade(engine)
         db = Database(engine)
         store = open_blob_store(settings.storage_path)
-        app.state.services = Services.build(db, store, settings.server.max_manifest_bytes)
+        services = Services.build(
+            db, store, settings.server.max_manifest_bytes, _auth_config(settings)
+        )
+        app.state.services = services
+        admin = settings.auth.admin_api_key
+        created = await services.principals.ensure_bootstrap_key(
+            admin.get_secret_value() if admin else None
+        )
+        if created is not None:
+            _announce_bootstrap_key(settings.data_dir / BOOTSTRAP_KEY_FILE, created)
         logger.info("semreg started", extra={"database": engine.dialect.name})
         try:
             yield
@@ -124,8 +181,15 @@ def create_app(settings: Settings) -> FastAPI:
             Exception: errors.unexpected_error_handler,
         },
     )
+    app.state.public_url = settings.server.public_url
+    app.state.auth_service_name = settings.auth.service
+    app.state.token_acts_as_principal = settings.auth.token_acts_as_principal
+    app.state.api_passwords = settings.auth.api_basic_passwords
+    app.router.routes.extend(routes_token.routes)
     app.router.routes.extend(routes_v2.routes)
     app.include_router(routes_api.router)
     app.include_router(routes_api.containers)
+    app.include_router(routes_keys.keys)
+    app.include_router(routes_keys.users)
     app.add_middleware(RegistryHeaders, access_log=settings.log.access_log)
     return app

@@ -58,8 +58,32 @@ def envelope(code: str, message: str, detail: object = None) -> dict[str, object
     return {"errors": [{"code": code, "message": message, "detail": detail or {}}]}
 
 
+def _challenge(request: Request, error: e.RegistryError) -> str | None:
+    scope = error.detail.get("scope")
+    if not request.url.path.startswith("/v2"):
+        return 'Basic realm="semreg"' if isinstance(error, e.Unauthorized) else None
+    if not isinstance(error, e.Unauthorized) and not error.detail.get("insufficient_scope"):
+        return None
+    # Imported here: api.auth builds the realm and service from the request and app state.
+    from semreg.api.auth import realm, service_name
+
+    params = [f'realm="{realm(request)}"', f'service="{service_name(request)}"']
+    if isinstance(scope, str) and scope:
+        params.append(f'scope="{scope}"')
+    if error.detail.get("insufficient_scope"):
+        params.append('error="insufficient_scope"')
+    return "Bearer " + ",".join(params)
+
+
 def _extra_headers(request: Request, error: e.RegistryError) -> dict[str, str]:
     headers: dict[str, str] = {}
+    if isinstance(error, e.Unauthorized | e.Denied):
+        challenge = _challenge(request, error)
+        if challenge is not None:
+            headers["WWW-Authenticate"] = challenge
+    retry_after = error.detail.get("retryAfter")
+    if isinstance(error, e.TooManyRequests) and isinstance(retry_after, int):
+        headers["Retry-After"] = str(retry_after)
     size = error.detail.get("size")
     if isinstance(error, e.RangeNotSatisfiable) and isinstance(size, int):
         headers["Content-Range"] = f"bytes */{size}"

@@ -7,13 +7,16 @@ Imports: domain, services, fastapi, pydantic.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from semreg.api import auth
 from semreg.domain.feeds import Feed, FeedChanges
 from semreg.domain.inventory import ReleaseRecord
 from semreg.domain.names import RepoPath, parse_repo_path
+from semreg.domain.permissions import Permission, Principal
 from semreg.domain.tags import TagPolicy
 from semreg.services.container import Services
 
@@ -29,6 +32,7 @@ class FeedOut(BaseModel):
     created: datetime
     containerVersioning: bool  # noqa: N815
     permittedTags: list[str]  # noqa: N815
+    anonymousView: bool  # noqa: N815
 
     @classmethod
     def of(cls, feed: Feed) -> FeedOut:
@@ -40,6 +44,7 @@ class FeedOut(BaseModel):
             created=feed.created_at,
             containerVersioning=feed.policy.versioning,
             permittedTags=list(feed.policy.permitted),
+            anonymousView=feed.anonymous_view,
         )
 
 
@@ -53,6 +58,7 @@ class FeedCreate(BaseModel):
     description: str | None = None
     containerVersioning: bool = False  # noqa: N815
     permittedTags: list[str] = Field(default_factory=list)  # noqa: N815
+    anonymousView: bool = False  # noqa: N815
 
 
 class FeedUpdate(BaseModel):
@@ -64,6 +70,7 @@ class FeedUpdate(BaseModel):
     description: str | None = None
     containerVersioning: bool | None = None  # noqa: N815
     permittedTags: list[str] | None = None  # noqa: N815
+    anonymousView: bool | None = None  # noqa: N815
 
 
 def _services(request: Request) -> Services:
@@ -71,38 +78,57 @@ def _services(request: Request) -> Services:
     return services
 
 
+PrincipalDep = Annotated[Principal, Depends(auth.api_principal)]
+
+
 @router.post("/create", status_code=201)
-async def create_feed(body: FeedCreate, request: Request) -> FeedOut:
+async def create_feed(body: FeedCreate, request: Request, principal: PrincipalDep) -> FeedOut:
+    auth.require_feed_management(principal)
     policy = TagPolicy(body.containerVersioning, tuple(body.permittedTags))
     feed = await _services(request).feeds.create(
-        body.name, body.feedType, body.active, body.description, policy
+        body.name, body.feedType, body.active, body.description, policy, body.anonymousView
     )
     return FeedOut.of(feed)
 
 
 @router.get("/list")
-async def list_feeds(request: Request) -> list[FeedOut]:
-    return [FeedOut.of(feed) for feed in await _services(request).feeds.list()]
+async def list_feeds(request: Request, principal: PrincipalDep) -> list[FeedOut]:
+    """Feeds the caller may view (all of them for feed managers)."""
+    feeds = await _services(request).feeds.list()
+    if principal.may_manage_feeds():
+        return [FeedOut.of(feed) for feed in feeds]
+    if principal.is_anonymous and not any(f.anonymous_view for f in feeds):
+        raise auth.refuse(principal, "list feeds")
+    return [FeedOut.of(f) for f in feeds if principal.may(f.name, Permission.VIEW)]
 
 
 @router.get("/get/{name}")
-async def get_feed(name: str, request: Request) -> FeedOut:
+async def get_feed(name: str, request: Request, principal: PrincipalDep) -> FeedOut:
+    if not principal.may_manage_feeds():
+        auth.require_feed(principal, name, Permission.VIEW)
     return FeedOut.of(await _services(request).feeds.get(name))
 
 
 @router.post("/update/{name}")
-async def update_feed(name: str, body: FeedUpdate, request: Request) -> FeedOut:
+async def update_feed(
+    name: str, body: FeedUpdate, request: Request, principal: PrincipalDep
+) -> FeedOut:
+    auth.require_feed_management(principal)
     changes = FeedChanges(
         active=body.active,
         description=body.description,
         container_versioning=body.containerVersioning,
         permitted_tags=tuple(body.permittedTags) if body.permittedTags is not None else None,
+        anonymous_view=body.anonymousView,
     )
     return FeedOut.of(await _services(request).feeds.update(name, changes))
 
 
 @router.delete("/delete/{name}")
-async def delete_feed(name: str, request: Request, force: bool = False) -> dict[str, str]:
+async def delete_feed(
+    name: str, request: Request, principal: PrincipalDep, force: bool = False
+) -> dict[str, str]:
+    auth.require_feed_management(principal)
     await _services(request).feeds.delete(name, force=force)
     return {"deleted": name}
 
@@ -130,14 +156,20 @@ def _repo_path(feed: str, repo: str) -> RepoPath:
 
 
 @containers.get("/releases")
-async def list_releases(feed: str, repo: str, request: Request) -> list[ReleaseOut]:
+async def list_releases(
+    feed: str, repo: str, request: Request, principal: PrincipalDep
+) -> list[ReleaseOut]:
     """A repository's releases, highest SemVer first, with the virtual tags on each."""
+    auth.require_feed(principal, feed, Permission.VIEW)
     records = await _services(request).releases.list(_repo_path(feed, repo))
     return [ReleaseOut.of(r) for r in records]
 
 
 @containers.post("/releases/purge")
-async def purge_release(feed: str, repo: str, version: str, request: Request) -> dict[str, str]:
+async def purge_release(
+    feed: str, repo: str, version: str, request: Request, principal: PrincipalDep
+) -> dict[str, str]:
     """Free a deleted release's version so it may be published again with other content."""
+    auth.require_admin(principal, "purge releases")
     await _services(request).releases.purge(_repo_path(feed, repo), version)
     return {"purged": version}

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from semreg.api import auth
 from semreg.api import responses as r
 from semreg.domain import mediatypes as mt
 from semreg.domain.digest import Digest, parse_digest
@@ -34,6 +35,13 @@ def _path(request: Request) -> RepoPath:
     return parse_repo_path(request.path_params["name"])
 
 
+async def _authorized(request: Request, action: str) -> RepoPath:
+    """The repository of the request, once the caller may perform ``action`` on it."""
+    path = _path(request)
+    await auth.require(request, path, action)
+    return path
+
+
 def _digest_param(request: Request, key: str = "digest") -> Digest:
     value = request.query_params.get(key)
     if not value:
@@ -45,13 +53,15 @@ def _digest_param(request: Request, key: str = "digest") -> Digest:
 
 
 async def api_version(request: Request) -> Response:
+    await auth.require_signed_in(request)
     return JSONResponse({})
 
 
 async def catalog(request: Request) -> Response:
+    principal = await auth.catalog_principal(request)
     n, last = r.parse_page(request)
     limit = r.MAX_PAGE if n is None else n
-    page = await _services(request).manifests.catalog(last, limit)
+    page = await _services(request).manifests.catalog(last, limit, principal.viewable_feeds())
     headers = {}
     if page.more and page.items:
         headers["Link"] = r.next_link("/v2/_catalog", limit, page.items[-1])
@@ -80,7 +90,8 @@ def _manifest_headers(stored: StoredManifest) -> dict[str, str]:
 
 
 async def get_manifest(request: Request) -> Response:
-    path, reference = _path(request), parse_reference(request.path_params["reference"])
+    path = await _authorized(request, "pull")
+    reference = parse_reference(request.path_params["reference"])
     services = _services(request)
     stored = await services.manifests.find(path, reference)
     if not _acceptable(request, stored.media_type):
@@ -97,7 +108,8 @@ async def get_manifest(request: Request) -> Response:
 
 
 async def put_manifest(request: Request) -> Response:
-    path, reference = _path(request), parse_reference(request.path_params["reference"])
+    path = await _authorized(request, "push")
+    reference = parse_reference(request.path_params["reference"])
     extra_tags = [parse_tag(t) for t in request.query_params.getlist("tag")]
     services = _services(request)
     announced = r.announced_length(request)
@@ -122,7 +134,8 @@ async def put_manifest(request: Request) -> Response:
 
 
 async def delete_manifest(request: Request) -> Response:
-    path, reference = _path(request), parse_reference(request.path_params["reference"])
+    path = await _authorized(request, "delete")
+    reference = parse_reference(request.path_params["reference"])
     await _services(request).manifests.delete(path, reference)
     return Response(status_code=202)
 
@@ -131,7 +144,8 @@ async def delete_manifest(request: Request) -> Response:
 
 
 async def get_blob(request: Request) -> Response:
-    path, digest = _path(request), parse_digest(request.path_params["digest"])
+    path = await _authorized(request, "pull")
+    digest = parse_digest(request.path_params["digest"])
     services = _services(request)
     size = await services.blobs.stat(path, digest)
     headers = {
@@ -155,7 +169,8 @@ async def get_blob(request: Request) -> Response:
 
 
 async def delete_blob(request: Request) -> Response:
-    path, digest = _path(request), parse_digest(request.path_params["digest"])
+    path = await _authorized(request, "delete")
+    digest = parse_digest(request.path_params["digest"])
     await _services(request).blobs.delete(path, digest)
     return Response(status_code=202)
 
@@ -182,12 +197,17 @@ def _upload_status(path: RepoPath, upload_id: str, size: int, status: int) -> Re
 
 
 async def start_upload(request: Request) -> Response:
-    path, query = _path(request), request.query_params
+    path, query = await _authorized(request, "push"), request.query_params
     blobs = _services(request).blobs
     if "mount" in query:
         digest = _digest_param(request, "mount")
-        source = query.get("from")
-        if source and await blobs.mount(path, digest, parse_repo_path(source)):
+        source = parse_repo_path(query["from"]) if query.get("from") else None
+        # distribution-spec: when the blob cannot be mounted, start an upload instead
+        if (
+            source is not None
+            and await auth.may_read(request, source)
+            and await blobs.mount(path, digest, source)
+        ):
             return _blob_created(path, digest)
     elif "digest" in query:
         digest = _digest_param(request)
@@ -198,13 +218,13 @@ async def start_upload(request: Request) -> Response:
 
 
 async def upload_status(request: Request) -> Response:
-    path, upload_id = _path(request), request.path_params["upload_id"]
+    path, upload_id = await _authorized(request, "push"), request.path_params["upload_id"]
     session = await _services(request).blobs.get_upload(path, upload_id)
     return _upload_status(path, upload_id, session.size, 204)
 
 
 async def patch_upload(request: Request) -> Response:
-    path, upload_id = _path(request), request.path_params["upload_id"]
+    path, upload_id = await _authorized(request, "push"), request.path_params["upload_id"]
     span = r.parse_content_range(request.headers.get("content-range"))
     start, length = span if span is not None else (None, None)
     size = await _services(request).blobs.append(
@@ -214,7 +234,7 @@ async def patch_upload(request: Request) -> Response:
 
 
 async def finish_upload(request: Request) -> Response:
-    path, upload_id = _path(request), request.path_params["upload_id"]
+    path, upload_id = await _authorized(request, "push"), request.path_params["upload_id"]
     digest = _digest_param(request)
     span = r.parse_content_range(request.headers.get("content-range"))
     start, length = span if span is not None else (None, None)
@@ -225,7 +245,7 @@ async def finish_upload(request: Request) -> Response:
 
 
 async def cancel_upload(request: Request) -> Response:
-    path, upload_id = _path(request), request.path_params["upload_id"]
+    path, upload_id = await _authorized(request, "push"), request.path_params["upload_id"]
     await _services(request).blobs.cancel(path, upload_id)
     return Response(status_code=204)
 
@@ -234,7 +254,7 @@ async def cancel_upload(request: Request) -> Response:
 
 
 async def list_tags(request: Request) -> Response:
-    path = _path(request)
+    path = await _authorized(request, "pull")
     n, last = r.parse_page(request)
     page = await _services(request).manifests.tags(path, last, n)
     headers = {}
@@ -244,7 +264,8 @@ async def list_tags(request: Request) -> Response:
 
 
 async def referrers(request: Request) -> Response:
-    path, subject = _path(request), parse_digest(request.path_params["digest"])
+    path = await _authorized(request, "pull")
+    subject = parse_digest(request.path_params["digest"])
     artifact_type = request.query_params.get("artifactType") or None
     found = await _services(request).manifests.referrers(path, subject, artifact_type)
     index = {

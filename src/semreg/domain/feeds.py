@@ -20,6 +20,7 @@ class Feed:
     description: str | None
     created_at: datetime
     policy: TagPolicy = field(default_factory=TagPolicy)
+    anonymous_view: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +31,4 @@ class FeedChanges:
     description: str | None = None
     container_versioning: bool | None = None
     permitted_tags: tuple[str, ...] | None = None
+    anonymous_view: bool | None = None

@@ -61,6 +61,7 @@ def _feed(row: sa.Row[Any]) -> Feed:
         description=row.description,
         created_at=row.created_at,
         policy=TagPolicy(row.container_versioning, tuple(row.permitted_tags or ())),
+        anonymous_view=row.anonymous_view,
     )
 
 
@@ -71,6 +72,7 @@ async def create_feed(
     active: bool,
     description: str | None,
     policy: TagPolicy,
+    anonymous_view: bool = False,
 ) -> Feed:
     try:
         result = await conn.execute(
@@ -83,6 +85,7 @@ async def create_feed(
                 created_at=_now(),
                 container_versioning=policy.versioning,
                 permitted_tags=list(policy.permitted),
+                anonymous_view=anonymous_view,
             )
             .returning(*feeds.c)
         )
@@ -96,6 +99,13 @@ async def list_feeds(conn: AsyncConnection) -> list[Feed]:
     return [_feed(row) for row in result]
 
 
+async def list_anonymous_feeds(conn: AsyncConnection) -> list[str]:
+    query = sa.select(feeds.c.name).where(
+        feeds.c.anonymous_view.is_(True), feeds.c.active.is_(True)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
 async def find_feed(conn: AsyncConnection, name: str) -> Feed | None:
     row = (await conn.execute(sa.select(feeds).where(feeds.c.name == name))).first()
     return _feed(row) if row else None
@@ -106,6 +116,7 @@ async def update_feed(conn: AsyncConnection, feed_id: int, changes: FeedChanges)
         "active": changes.active,
         "description": changes.description,
         "container_versioning": changes.container_versioning,
+        "anonymous_view": changes.anonymous_view,
         "permitted_tags": list(changes.permitted_tags)
         if changes.permitted_tags is not None
         else None,
@@ -166,7 +177,9 @@ async def lock_repository(conn: AsyncConnection, repository_id: int) -> None:
         )
 
 
-async def list_repositories(conn: AsyncConnection, last: str | None, limit: int) -> list[str]:
+async def list_repositories(
+    conn: AsyncConnection, last: str | None, limit: int, feed_names: frozenset[str] | None = None
+) -> list[str]:
     """Full names (``feed/repo``) of repositories holding a manifest, after ``last``."""
     query = (
         sa.select(repositories.c.full_name)
@@ -176,6 +189,9 @@ async def list_repositories(conn: AsyncConnection, last: str | None, limit: int)
     )
     if last is not None:
         query = query.where(repositories.c.full_name > last)
+    if feed_names is not None:
+        visible = sa.select(feeds.c.id).where(feeds.c.name.in_(sorted(feed_names)))
+        query = query.where(repositories.c.feed_id.in_(visible))
     return list((await conn.execute(query)).scalars())
 
 

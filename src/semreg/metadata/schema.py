@@ -63,6 +63,7 @@ feeds = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("container_versioning", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("permitted_tags", sa.JSON, nullable=True),
+    sa.Column("anonymous_view", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 repositories = sa.Table(
@@ -188,4 +189,53 @@ uploads = sa.Table(
     sa.Column("lease_at", UTCDateTime, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", name_type(64), nullable=False, unique=True),
+    # argon2id, with its parameters and salt in the encoded string.
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("system_apis", sa.JSON, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# A user's feed permissions: one row per feed, or one with feed_id NULL for every feed.
+user_permissions = sa.Table(
+    "user_permissions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("feed_id", sa.ForeignKey("feeds.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("permissions", sa.JSON, nullable=False),
+    sa.Index("ix_user_permissions_user_id", "user_id"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    # SHA-256 of the key text: keys carry 256 random bits, so a fast hash is safe and indexable.
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("display_name", sa.String(200), nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("feed_id", sa.ForeignKey("feeds.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("permissions", sa.JSON, nullable=True),
+    sa.Column("system_apis", sa.JSON, nullable=True),
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Failed sign-ins per (client address, account) in the current window, shared by every process.
+auth_failures = sa.Table(
+    "auth_failures",
+    metadata,
+    sa.Column("subject", sa.String(300), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("window_start", UTCDateTime, nullable=False),
 )

@@ -8,7 +8,9 @@ from semreg.metadata.engine import Database
 from semreg.services.blobs import BlobService
 from semreg.services.feeds import FeedService
 from semreg.services.manifests import ManifestService
+from semreg.services.principals import PrincipalService
 from semreg.services.releases import ReleaseService
+from semreg.services.tokens import AuthConfig, TokenService
 from semreg.storage.base import BlobStore
 
 
@@ -20,9 +22,13 @@ class Services:
     blobs: BlobService
     manifests: ManifestService
     releases: ReleaseService
+    tokens: TokenService
+    principals: PrincipalService
 
     @classmethod
-    def build(cls, db: Database, store: BlobStore, max_manifest_bytes: int) -> Services:
+    def build(
+        cls, db: Database, store: BlobStore, max_manifest_bytes: int, auth: AuthConfig
+    ) -> Services:
         return cls(
             db=db,
             store=store,
@@ -30,4 +36,6 @@ class Services:
             blobs=BlobService(db, store),
             manifests=ManifestService(db, store, max_manifest_bytes),
             releases=ReleaseService(db),
+            tokens=TokenService(db, auth),
+            principals=PrincipalService(db),
         )

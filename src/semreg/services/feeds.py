@@ -24,6 +24,7 @@ class FeedService:
         active: bool = True,
         description: str | None = None,
         policy: TagPolicy | None = None,
+        anonymous_view: bool = False,
     ) -> Feed:
         """Create a feed.
 
@@ -43,7 +44,9 @@ class FeedService:
             if await repo.find_feed(conn, name) is not None:
                 raise Conflict(f"feed {name!r} already exists", {"feed": name})
             try:
-                return await repo.create_feed(conn, name, feed_type, active, description, policy)
+                return await repo.create_feed(
+                    conn, name, feed_type, active, description, policy, anonymous_view
+                )
             except repo.IntegrityConflict as exc:
                 raise Conflict(f"feed {name!r} already exists", {"feed": name}) from exc
 

@@ -211,10 +211,13 @@ class ManifestService:
                 return []
             return await repo.list_referrers(conn, repository.id, subject, artifact_type)
 
-    async def catalog(self, last: str | None, limit: int) -> Page:
-        """Repository names (``feed/repo``) in lexical order after ``last``."""
+    async def catalog(
+        self, last: str | None, limit: int, feeds: frozenset[str] | None = None
+    ) -> Page:
+        """Repository names (``feed/repo``) in lexical order after ``last``, in ``feeds`` only
+        (None: every feed)."""
         async with self.db.read() as conn:
-            names = await repo.list_repositories(conn, last, limit + 1)
+            names = await repo.list_repositories(conn, last, limit + 1, feeds)
         return Page(names[:limit], len(names) > limit)
 
 

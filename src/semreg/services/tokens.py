@@ -1,0 +1,260 @@
+"""Authentication: API keys, passwords, sign-in throttling, and the Docker token service.
+
+Tokens are HS256 JWTs (PyJWT) bound to one service (``aud``), short-lived, carrying the Docker
+``access`` claim plus a reference to the principal that obtained them (``pri``), so a token can
+act as that principal on /api. Passwords are hashed with argon2id (argon2-cffi); API keys carry
+256 random bits and are stored as SHA-256, which is safe for such keys and indexable.
+Imports: domain, metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from semreg.domain.errors import TooManyRequests, Unauthorized
+from semreg.domain.permissions import Principal, PrincipalKind, anonymous
+from semreg.domain.scopes import REGISTRY, REPOSITORY, Access, parse_access_claim
+from semreg.metadata import principals as store
+from semreg.metadata import repo
+from semreg.metadata.engine import Database
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX: Final = "semreg_"
+ISSUER: Final = "semreg"
+ALGORITHM: Final = "HS256"
+_hasher = PasswordHasher()
+# Verified against when the user does not exist, so both paths cost the same.
+_DUMMY_HASH: Final = _hasher.hash(secrets.token_hex(16))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    token_secret: bytes
+    token_ttl: timedelta = timedelta(minutes=5)
+    failure_limit: int = 10
+    failure_window: timedelta = timedelta(minutes=5)
+    failure_delay: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    expires_in: int
+    issued_at: datetime
+    access: tuple[Access, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    subject: str
+    access: tuple[Access, ...]
+    principal_kind: PrincipalKind
+    principal_id: int | None
+
+
+def hash_key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def new_key_text() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _principal_for_key(row: store.ApiKeyRow, user: Principal | None) -> Principal:
+    if row.type == "personal" and user is not None:
+        return Principal(
+            PrincipalKind.KEY, row.id, user.name, user.system_apis, user.feed_permissions
+        )
+    if row.type == "feed" and row.feed is not None:
+        return Principal(
+            PrincipalKind.KEY, row.id, f"key-{row.id}", feed_permissions={row.feed: row.permissions}
+        )
+    return Principal(PrincipalKind.KEY, row.id, f"key-{row.id}", row.system_apis)
+
+
+class TokenService:
+    """Who a credential belongs to, and the tokens that stand for it."""
+
+    def __init__(self, db: Database, config: AuthConfig) -> None:
+        self.db = db
+        self.config = config
+
+    async def _with_anonymous_feeds(self, principal: Principal) -> Principal:
+        async with self.db.read() as conn:
+            feeds = await repo.list_anonymous_feeds(conn)
+        return principal.with_anonymous_feeds(feeds)
+
+    async def anonymous(self) -> Principal:
+        return await self._with_anonymous_feeds(anonymous())
+
+    async def _user_principal(self, user: store.UserRow) -> Principal:
+        async with self.db.read() as conn:
+            permissions = await store.user_feed_permissions(conn, user.id)
+        return Principal(PrincipalKind.USER, user.id, user.name, user.system_apis, permissions)
+
+    async def principal_for_key(self, text: str) -> Principal | None:
+        """The principal of an API key, or None for an unknown or expired key."""
+        async with self.db.read() as conn:
+            row = await store.find_api_key(conn, hash_key(text))
+            user = None
+            if row is not None and row.user_id is not None:
+                user = await store.find_user_by_id(conn, row.user_id)
+        if row is None or (row.expires_at is not None and row.expires_at <= datetime.now(UTC)):
+            return None
+        user_principal = await self._user_principal(user) if user is not None else None
+        return await self._with_anonymous_feeds(_principal_for_key(row, user_principal))
+
+    async def principal_for_password(self, name: str, password: str) -> Principal | None:
+        async with self.db.read() as conn:
+            user = await store.find_user(conn, name)
+        encoded = user.password_hash if user is not None else _DUMMY_HASH
+        try:
+            ok: bool = await asyncio.to_thread(_hasher.verify, encoded, password)
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if not ok or user is None:
+            return None
+        return await self._with_anonymous_feeds(await self._user_principal(user))
+
+    async def principal_for_ref(
+        self, kind: PrincipalKind, principal_id: int | None
+    ) -> Principal | None:
+        """The current principal behind a token; None when the key or user is gone."""
+        if kind is PrincipalKind.ANONYMOUS or principal_id is None:
+            return await self.anonymous()
+        async with self.db.read() as conn:
+            if kind is PrincipalKind.USER:
+                user = await store.find_user_by_id(conn, principal_id)
+                key = None
+            else:
+                key = await store.find_api_key_by_id(conn, principal_id)
+                user = (
+                    await store.find_user_by_id(conn, key.user_id) if key and key.user_id else None
+                )
+        if kind is PrincipalKind.USER:
+            return (
+                await self._with_anonymous_feeds(await self._user_principal(user)) if user else None
+            )
+        if key is None or (key.expires_at is not None and key.expires_at <= datetime.now(UTC)):
+            return None
+        user_principal = await self._user_principal(user) if user is not None else None
+        return await self._with_anonymous_feeds(_principal_for_key(key, user_principal))
+
+    async def authenticate(self, username: str, secret: str, client: str) -> Principal:
+        """Check a user name and password, or ``api`` (any name) and an API key.
+
+        Raises:
+            TooManyRequests: too many recent failures for this client and account.
+            Unauthorized: the credentials are wrong.
+        """
+        subject = f"{client}|{username}"[:300]
+        async with self.db.read() as conn:
+            failures = await store.recent_failures(conn, subject, self.config.failure_window)
+        if failures >= self.config.failure_limit:
+            raise TooManyRequests(
+                "too many failed sign-ins; wait a few minutes before trying again",
+                {"retryAfter": int(self.config.failure_window.total_seconds())},
+            )
+        if secret.startswith(KEY_PREFIX) or username == "api":
+            principal = await self.principal_for_key(secret)
+        else:
+            principal = await self.principal_for_password(username, secret)
+        if principal is None:
+            async with self.db.write() as conn:
+                await store.record_failure(conn, subject, self.config.failure_window)
+            # Slows guessing further; the failure count above stops it.
+            await asyncio.sleep(self.config.failure_delay)
+            raise Unauthorized("invalid credentials", {"account": username[:64]})
+        if failures:
+            async with self.db.write() as conn:
+                await store.clear_failures(conn, subject)
+        return principal
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    def grant(self, principal: Principal, requested: Sequence[Access]) -> tuple[Access, ...]:
+        """The part of ``requested`` that ``principal`` may have (a partial grant is no error)."""
+        granted = []
+        for access in requested:
+            if access.type == REPOSITORY:
+                feed = access.name.split("/", 1)[0]
+                actions = principal.allowed_actions(feed, access.actions)
+            elif access.type == REGISTRY and access.name == "catalog":
+                actions = [] if principal.is_anonymous else list(access.actions)
+            else:
+                actions = []
+            granted.append(Access(access.type, access.name, tuple(actions)))
+        return tuple(granted)
+
+    def issue(self, principal: Principal, requested: Sequence[Access], service: str) -> IssuedToken:
+        now = datetime.now(UTC).replace(microsecond=0)
+        access = self.grant(principal, requested)
+        claims = {
+            "iss": ISSUER,
+            "sub": principal.name,
+            "aud": service,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.config.token_ttl,
+            "jti": uuid.uuid4().hex,
+            "access": [a.as_claim() for a in access],
+            "pri": {"kind": str(principal.kind), "id": principal.id},
+        }
+        token = jwt.encode(claims, self.config.token_secret, algorithm=ALGORITHM)
+        return IssuedToken(token, int(self.config.token_ttl.total_seconds()), now, access)
+
+    def verify(self, token: str, service: str) -> VerifiedToken:
+        """Check a token's signature, algorithm, issuer, audience and lifetime.
+
+        Raises:
+            Unauthorized: the token is not valid for this service now.
+        """
+        try:
+            claims = jwt.decode(
+                token,
+                self.config.token_secret,
+                algorithms=[ALGORITHM],
+                audience=service,
+                issuer=ISSUER,
+                leeway=5,
+                options={"require": ["exp", "iat", "nbf", "aud", "iss", "sub"]},
+            )
+            pri = claims.get("pri") or {}
+            kind = PrincipalKind(pri.get("kind", "anonymous"))
+            principal_id = pri.get("id")
+        except (jwt.InvalidTokenError, ValueError, AttributeError) as exc:
+            raise Unauthorized(f"invalid token: {_reason(exc)}") from exc
+        if principal_id is not None and not isinstance(principal_id, int):
+            raise Unauthorized("invalid token: malformed principal")
+        return VerifiedToken(
+            str(claims["sub"]), tuple(parse_access_claim(claims.get("access"))), kind, principal_id
+        )
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "expired"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "issued for another service"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return "algorithm not allowed"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "bad signature"
+    return "malformed"
