@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -24,6 +24,10 @@ config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True
 feed_app = typer.Typer(help="Manage feeds on a running server.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 release_app = typer.Typer(help="Releases of versioned feeds.", no_args_is_help=True)
+key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage users and their feed permissions.", no_args_is_help=True)
+app.add_typer(key_app, name="key")
+app.add_typer(user_app, name="user")
 app.add_typer(feed_app, name="feed")
 app.add_typer(release_app, name="release")
 
@@ -94,14 +98,18 @@ def _call(url: str | None, method: str, path: str, **kwargs: Any) -> Any:
         typer.echo(f"cannot reach the server: {exc}", err=True)
         raise typer.Exit(1) from exc
     if response.is_error:
-        try:
-            errors = response.json()["errors"]
-            message = "; ".join(e["message"] for e in errors)
-        except (ValueError, KeyError, TypeError):
-            message = response.text or response.reason_phrase
-        typer.echo(f"error {response.status_code}: {message}", err=True)
-        raise typer.Exit(1)
+        _fail(response)
     return response.json() if response.content else None
+
+
+def _fail(response: httpx.Response) -> NoReturn:
+    try:
+        errors = response.json()["errors"]
+        message = "; ".join(e["message"] for e in errors)
+    except (ValueError, KeyError, TypeError):
+        message = response.text or response.reason_phrase
+    typer.echo(f"error {response.status_code}: {message}", err=True)
+    raise typer.Exit(1)
 
 
 def _print(value: Any) -> None:
@@ -127,6 +135,9 @@ def feed_create(
         bool, typer.Option("--versioning", help="Turn Container Versioning on.")
     ] = False,
     permit: PermitOption = None,
+    anonymous_view: Annotated[
+        bool, typer.Option("--anonymous-view", help="Let anyone pull without credentials.")
+    ] = False,
     url: UrlOption = None,
 ) -> None:
     """Create a feed."""
@@ -137,6 +148,7 @@ def feed_create(
         "description": description,
         "containerVersioning": versioning,
         "permittedTags": permit or [],
+        "anonymousView": anonymous_view,
     }
     _print(_call(url, "POST", "/api/management/feeds/create", json=body))
 
@@ -170,6 +182,10 @@ def feed_update(
     clear_permitted: Annotated[
         bool, typer.Option("--clear-permitted", help="Remove every permitted tag.")
     ] = False,
+    anonymous_view: Annotated[
+        bool | None,
+        typer.Option("--anonymous-view/--no-anonymous-view", help="Allow anonymous pulls."),
+    ] = None,
     url: UrlOption = None,
 ) -> None:
     """Change a feed's settings; options not given keep their value."""
@@ -179,6 +195,7 @@ def feed_update(
         "description": description,
         "containerVersioning": versioning,
         "permittedTags": permitted,
+        "anonymousView": anonymous_view,
     }
     _print(_call(url, "POST", f"/api/management/feeds/update/{name}", json=body))
 
@@ -234,6 +251,117 @@ def release_purge(
     params = {"feed": feed, "repo": repo, "version": version}
     _call(url, "POST", "/api/containers/releases/purge", params=params)
     typer.echo(f"purged {name}:{version}")
+
+
+PermissionOption = Annotated[
+    list[str] | None,
+    typer.Option("--permission", help="view, add, promote or delete. Repeat for several."),
+]
+
+
+@key_app.command("create")
+def key_create(
+    feed: Annotated[str | None, typer.Option(help="Feed of a feed key.")] = None,
+    permission: PermissionOption = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    key_type: Annotated[
+        str | None, typer.Option("--type", help="system, feed or personal (default: by options).")
+    ] = None,
+    system_api: Annotated[
+        list[str] | None, typer.Option("--system-api", help="full-control or feeds.")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="User of a personal key.")] = None,
+    expires: Annotated[str | None, typer.Option(help="Expiry, ISO 8601 (UTC if no zone).")] = None,
+    description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    url: UrlOption = None,
+) -> None:
+    """Create an API key and print it (it is shown this once)."""
+    kind = key_type or ("feed" if feed else "personal" if user else "system")
+    body = {
+        "type": kind,
+        "displayName": name,
+        "description": description,
+        "feed": feed,
+        "packagePermissions": permission or [],
+        "systemApis": system_api or [],
+        "user": user,
+        "expiration": expires,
+    }
+    try:
+        with _client(url) as client:
+            response = client.post("/api/api-keys/create", json=body)
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the server: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if response.is_error:
+        _fail(response)
+    typer.echo(response.text)
+
+
+@key_app.command("list")
+def key_list(url: UrlOption = None) -> None:
+    """List API keys (never their text)."""
+    for key in _call(url, "GET", "/api/api-keys/list"):
+        scope = key["feed"] or ",".join(key["systemApis"]) or key["user"] or ""
+        permissions = ",".join(key["packagePermissions"])
+        typer.echo(
+            f"{key['id']:>5}  {key['type']:<8} {key['prefix']}…  {scope:<20} {permissions:<24} "
+            f"{key['displayName'] or ''}  expires={key['expiration'] or 'never'}"
+        )
+
+
+@key_app.command("revoke")
+def key_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id (see key list).")],
+    url: UrlOption = None,
+) -> None:
+    """Revoke an API key."""
+    _call(url, "POST", "/api/api-keys/delete", params={"id": key_id})
+    typer.echo(f"revoked key {key_id}")
+
+
+@user_app.command("create")
+def user_create(
+    name: str,
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Password.")
+    ],
+    system_api: Annotated[
+        list[str] | None, typer.Option("--system-api", help="full-control or feeds.")
+    ] = None,
+    url: UrlOption = None,
+) -> None:
+    """Create a user."""
+    body = {"name": name, "password": password, "systemApis": system_api or []}
+    _call(url, "POST", "/api/users/create", json=body)
+    typer.echo(f"created user {name}")
+
+
+@user_app.command("list")
+def user_list(url: UrlOption = None) -> None:
+    """List users with their permissions."""
+    for user in _call(url, "GET", "/api/users/list"):
+        grants = "; ".join(f"{f}: {','.join(p)}" for f, p in user["permissions"].items())
+        typer.echo(f"{user['name']:<20} {','.join(user['systemApis']):<16} {grants}")
+
+
+@user_app.command("delete")
+def user_delete(name: str, url: UrlOption = None) -> None:
+    """Delete a user and its personal keys."""
+    _call(url, "POST", "/api/users/delete", params={"name": name})
+    typer.echo(f"deleted user {name}")
+
+
+@user_app.command("grant")
+def user_grant(
+    name: str,
+    feed: Annotated[str | None, typer.Option(help="The feed; omit for every feed.")] = None,
+    permission: PermissionOption = None,
+    url: UrlOption = None,
+) -> None:
+    """Set a user's permissions on a feed (no --permission revokes them)."""
+    body = {"user": name, "feed": feed, "permissions": permission or []}
+    _print(_call(url, "POST", "/api/users/permissions", json=body))
 
 
 if __name__ == "__main__":
