@@ -24,7 +24,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from semreg.api import errors, routes_api, routes_keys, routes_token, routes_v2
+from semreg.api import (
+    errors,
+    routes_api,
+    routes_keys,
+    routes_promotion,
+    routes_token,
+    routes_v2,
+)
 from semreg.api.logs import configure_logging, request_id
 from semreg.config import Settings
 from semreg.domain.errors import ErrorCode, RegistryError
@@ -190,6 +197,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_api.router)
     app.include_router(routes_api.containers)
     app.include_router(routes_keys.keys)
+    app.include_router(routes_promotion.promotions)
+    app.include_router(routes_promotion.containers)
     app.include_router(routes_keys.users)
     app.add_middleware(RegistryHeaders, access_log=settings.log.access_log)
     return app

@@ -26,6 +26,10 @@ app.add_typer(config_app, name="config")
 release_app = typer.Typer(help="Releases of versioned feeds.", no_args_is_help=True)
 key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage users and their feed permissions.", no_args_is_help=True)
+tag_app = typer.Typer(help="Add and delete tags without moving bytes.", no_args_is_help=True)
+image_app = typer.Typer(help="Delete images.", no_args_is_help=True)
+app.add_typer(tag_app, name="tag")
+app.add_typer(image_app, name="image")
 app.add_typer(key_app, name="key")
 app.add_typer(user_app, name="user")
 app.add_typer(feed_app, name="feed")
@@ -362,6 +366,104 @@ def user_grant(
     """Set a user's permissions on a feed (no --permission revokes them)."""
     body = {"user": name, "feed": feed, "permissions": permission or []}
     _print(_call(url, "POST", "/api/users/permissions", json=body))
+
+
+def _split_reference(text: str, separator: str) -> tuple[str, str, str]:
+    """``feed/repo<separator>ref`` -> (feed, repo, ref)."""
+    name, sep, ref = text.rpartition(separator)
+    if not sep or not ref:
+        typer.echo(f"expected <feed>/<repository>{separator}<reference>, got {text!r}", err=True)
+        raise typer.Exit(2)
+    feed, repo = _split_repo(name)
+    return feed, repo, ref
+
+
+def _split_tagged(text: str) -> tuple[str, str, str]:
+    return _split_reference(text, "@" if "@" in text else ":")
+
+
+@app.command()
+def promote(
+    image: Annotated[
+        str | None, typer.Argument(help="<feed>/<repository>:<version> to promote.")
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Target feed.")] = None,
+    to_version: Annotated[
+        str | None, typer.Option("--to-version", help="Tag in the target (default: the same).")
+    ] = None,
+    comments: Annotated[str | None, typer.Option(help="Why; kept in the history.")] = None,
+    history: Annotated[bool, typer.Option("--history", help="List past promotions.")] = False,
+    feed: Annotated[str | None, typer.Option(help="--history: only this feed.")] = None,
+    package: Annotated[str | None, typer.Option(help="--history: only this repository.")] = None,
+    version: Annotated[str | None, typer.Option(help="--history: only this version.")] = None,
+    url: UrlOption = None,
+) -> None:
+    """Promote an image to another feed (optionally retagging it), or show the history."""
+    if history:
+        params = {
+            k: v for k, v in (("feed", feed), ("package", package), ("version", version)) if v
+        }
+        for record in _call(url, "GET", "/api/promotions/list", params=params):
+            retag = f" as {record['toVersion']}" if record["toVersion"] != record["version"] else ""
+            typer.echo(
+                f"{record['promoted']}  {record['fromFeed']} -> {record['toFeed']}  "
+                f"{record['packageName']}:{record['version']}{retag}  {record['digest'][:19]}  "
+                f"by {record['promotedBy']}  {record['comments'] or ''}"
+            )
+        return
+    if image is None or to is None:
+        typer.echo("usage: semreg promote <feed>/<repository>:<version> --to <feed>", err=True)
+        raise typer.Exit(2)
+    source_feed, repo, source_version = _split_reference(image, ":")
+    body = {
+        "packageName": repo,
+        "version": source_version,
+        "fromFeed": source_feed,
+        "toFeed": to,
+        "comments": comments,
+        "toVersion": to_version,
+    }
+    _print(_call(url, "POST", "/api/promotions/promote", json=body))
+
+
+@tag_app.command("add")
+def tag_add(
+    image: Annotated[str, typer.Argument(help="<feed>/<repository>:<tag> or ...@<digest>")],
+    name: Annotated[str, typer.Argument(help="The new tag.")],
+    force: Annotated[bool, typer.Option("--force", help="Move the tag if it exists.")] = False,
+    url: UrlOption = None,
+) -> None:
+    """Point a new tag at an existing image."""
+    feed, repo, target = _split_tagged(image)
+    params = {"feed": feed, "repo": repo, "target": target, "name": name}
+    if force:
+        params["force"] = "true"
+    result = _call(url, "POST", "/api/containers/tags/create", params=params)
+    typer.echo(f"{result['result']}: {feed}/{repo}:{name} -> {result['digest']}")
+
+
+@tag_app.command("delete")
+def tag_delete(
+    image: Annotated[str, typer.Argument(help="<feed>/<repository>:<tag>")], url: UrlOption = None
+) -> None:
+    """Delete a tag (the image stays)."""
+    feed, repo, tag = _split_reference(image, ":")
+    _call(
+        url, "POST", "/api/containers/tags/delete", params={"feed": feed, "repo": repo, "tag": tag}
+    )
+    typer.echo(f"deleted tag {image}")
+
+
+@image_app.command("delete")
+def image_delete(
+    image: Annotated[str, typer.Argument(help="<feed>/<repository>@<digest>")],
+    url: UrlOption = None,
+) -> None:
+    """Delete an image, with every tag on it."""
+    feed, repo, digest = _split_reference(image, "@")
+    params = {"feed": feed, "repo": repo, "digest": digest}
+    _call(url, "POST", "/api/containers/images/delete", params=params)
+    typer.echo(f"deleted image {image}")
 
 
 if __name__ == "__main__":

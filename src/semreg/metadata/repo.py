@@ -19,6 +19,7 @@ from semreg.domain.digest import Digest, parse_digest
 from semreg.domain.feeds import Feed, FeedChanges
 from semreg.domain.inventory import ReleaseRecord, Repository, StoredManifest, UploadSession
 from semreg.domain.names import RepoPath
+from semreg.domain.promotion import PromotionRecord, TagChange
 from semreg.domain.semver import Version, format_version
 from semreg.domain.tags import TagOrigin, TagPolicy, VirtualTag
 from semreg.metadata.schema import (
@@ -26,10 +27,12 @@ from semreg.metadata.schema import (
     feeds,
     manifest_refs,
     manifests,
+    promotions,
     releases,
     repositories,
     repository_blobs,
     retired_releases,
+    tag_history,
     tags,
     uploads,
 )
@@ -651,4 +654,120 @@ async def list_releases(conn: AsyncConnection, repository_id: int) -> list[Relea
             virtual_tags=tuple(sorted(by_manifest.get(row.manifest_id, ()))),
         )
         for row in rows
+    ]
+
+
+# --- promotion and tag history ---------------------------------------------------------------
+
+
+async def list_manifest_refs(conn: AsyncConnection, manifest_id: int) -> list[tuple[Digest, str]]:
+    query = sa.select(manifest_refs.c.digest, manifest_refs.c.kind).where(
+        manifest_refs.c.manifest_id == manifest_id
+    )
+    return [(parse_digest(d), kind) for d, kind in await conn.execute(query)]
+
+
+async def record_promotion(
+    conn: AsyncConnection,
+    *,
+    from_feed: str,
+    to_feed: str,
+    repository: str,
+    version: str,
+    to_version: str,
+    digest: Digest,
+    comments: str | None,
+    actor: str,
+) -> PromotionRecord:
+    result = await conn.execute(
+        promotions.insert()
+        .values(
+            from_feed=from_feed,
+            to_feed=to_feed,
+            repository=repository,
+            version=version,
+            to_version=to_version,
+            digest=str(digest),
+            comments=comments,
+            actor=actor,
+            promoted_at=_now(),
+        )
+        .returning(*promotions.c)
+    )
+    return _promotion(result.one())
+
+
+def _promotion(row: sa.Row[Any]) -> PromotionRecord:
+    return PromotionRecord(
+        id=row.id,
+        from_feed=row.from_feed,
+        to_feed=row.to_feed,
+        repository=row.repository,
+        version=row.version,
+        to_version=row.to_version,
+        digest=parse_digest(row.digest),
+        comments=row.comments,
+        actor=row.actor,
+        promoted_at=row.promoted_at,
+    )
+
+
+async def list_promotions(
+    conn: AsyncConnection,
+    feed: str | None,
+    repository: str | None,
+    version: str | None,
+    limit: int,
+) -> list[PromotionRecord]:
+    """Newest first; ``feed`` matches either end of a promotion."""
+    query = sa.select(promotions).order_by(promotions.c.id.desc()).limit(limit)
+    if feed is not None:
+        query = query.where(sa.or_(promotions.c.from_feed == feed, promotions.c.to_feed == feed))
+    if repository is not None:
+        query = query.where(promotions.c.repository == repository)
+    if version is not None:
+        query = query.where(
+            sa.or_(promotions.c.version == version, promotions.c.to_version == version)
+        )
+    return [_promotion(row) for row in await conn.execute(query)]
+
+
+async def record_tag_change(
+    conn: AsyncConnection,
+    repository_id: int,
+    tag: str,
+    old: Digest | None,
+    new: Digest | None,
+    action: str,
+    actor: str,
+) -> None:
+    await conn.execute(
+        tag_history.insert().values(
+            repository_id=repository_id,
+            tag=tag,
+            old_digest=str(old) if old else None,
+            new_digest=str(new) if new else None,
+            action=action,
+            actor=actor,
+            at=_now(),
+        )
+    )
+
+
+async def list_tag_changes(conn: AsyncConnection, repository_id: int) -> list[TagChange]:
+    query = (
+        sa.select(tag_history)
+        .where(tag_history.c.repository_id == repository_id)
+        .order_by(tag_history.c.id.desc())
+    )
+    return [
+        TagChange(
+            tag=row.tag,
+            old_digest=parse_digest(row.old_digest) if row.old_digest else None,
+            new_digest=parse_digest(row.new_digest) if row.new_digest else None,
+            action=row.action,
+            actor=row.actor,
+            at=row.at,
+        )
+        for row in await conn.execute(query)
     ]

@@ -239,3 +239,38 @@ auth_failures = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("window_start", UTCDateTime, nullable=False),
 )
+
+# Every promotion between feeds, kept for the history API.
+promotions = sa.Table(
+    "promotions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("from_feed", name_type(64), nullable=False),
+    sa.Column("to_feed", name_type(64), nullable=False),
+    sa.Column("repository", name_type(255), nullable=False),
+    sa.Column("version", name_type(128), nullable=False),
+    sa.Column("to_version", name_type(128), nullable=False),
+    sa.Column("digest", DIGEST, nullable=False),
+    sa.Column("comments", sa.Text, nullable=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("promoted_at", UTCDateTime, nullable=False),
+    sa.Index("ix_promotions_from_feed", "from_feed"),
+    sa.Index("ix_promotions_to_feed", "to_feed"),
+)
+
+# Explicit tag changes through the containers API (retags, forced overwrites, deletions).
+tag_history = sa.Table(
+    "tag_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "repository_id", sa.ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("tag", name_type(128), nullable=False),
+    sa.Column("old_digest", DIGEST, nullable=True),
+    sa.Column("new_digest", DIGEST, nullable=True),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_tag_history_repository_id", "repository_id"),
+)

@@ -9,6 +9,7 @@ from semreg.services.blobs import BlobService
 from semreg.services.feeds import FeedService
 from semreg.services.manifests import ManifestService
 from semreg.services.principals import PrincipalService
+from semreg.services.promotion import PromotionService
 from semreg.services.releases import ReleaseService
 from semreg.services.tokens import AuthConfig, TokenService
 from semreg.storage.base import BlobStore
@@ -24,6 +25,7 @@ class Services:
     releases: ReleaseService
     tokens: TokenService
     principals: PrincipalService
+    promotions: PromotionService
 
     @classmethod
     def build(
@@ -38,4 +40,5 @@ class Services:
             releases=ReleaseService(db),
             tokens=TokenService(db, auth),
             principals=PrincipalService(db),
+            promotions=PromotionService(db),
         )

@@ -82,11 +82,12 @@ def _principal_for_key(row: store.ApiKeyRow, user: Principal | None) -> Principa
         return Principal(
             PrincipalKind.KEY, row.id, user.name, user.system_apis, user.feed_permissions
         )
+    name = f"key:{row.display_name or row.id}"
     if row.type == "feed" and row.feed is not None:
         return Principal(
-            PrincipalKind.KEY, row.id, f"key-{row.id}", feed_permissions={row.feed: row.permissions}
+            PrincipalKind.KEY, row.id, name, feed_permissions={row.feed: row.permissions}
         )
-    return Principal(PrincipalKind.KEY, row.id, f"key-{row.id}", row.system_apis)
+    return Principal(PrincipalKind.KEY, row.id, name, row.system_apis)
 
 
 class TokenService:
