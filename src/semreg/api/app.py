@@ -20,7 +20,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -73,6 +73,11 @@ class RegistryHeaders:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception as exc:  # noqa: BLE001 - the one place unexpected errors end
+            # Logged once here; re-raising would make the server log it a second time.
+            errors.log_unexpected(scope, exc)
+            if status == 0:
+                await errors.internal_error_response()(scope, receive, send_with_headers)
         finally:
             if self.access_log:
                 access_logger.info(
@@ -184,8 +189,8 @@ def create_app(settings: Settings) -> FastAPI:
         exception_handlers={
             RegistryError: errors.registry_error_handler,
             HTTPException: errors.http_exception_handler,
+            ClientDisconnect: errors.client_disconnect_handler,
             RequestValidationError: _validation_error,
-            Exception: errors.unexpected_error_handler,
         },
     )
     app.state.public_url = settings.server.public_url

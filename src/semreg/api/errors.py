@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
 
 from semreg.domain import errors as e
 
@@ -125,12 +126,21 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     )
 
 
-async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
+async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
+    """The client went away mid-body (a cancelled push): nothing failed on our side."""
+    logger.info("client disconnected", extra={"method": request.method, "path": request.url.path})
+    return Response(status_code=400)
+
+
+def log_unexpected(scope: Scope, exc: Exception) -> None:
     logger.error(
         "failed to handle request",
         exc_info=exc,
-        extra={"method": request.method, "path": request.url.path},
+        extra={"method": scope.get("method"), "path": scope.get("path")},
     )
+
+
+def internal_error_response() -> Response:
     return JSONResponse(
         envelope(e.ErrorCode.UNKNOWN, "internal error; the server log has the details"),
         status_code=500,

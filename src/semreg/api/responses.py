@@ -30,7 +30,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header:
         return None
-    match = _BYTES_RANGE.match(header.strip())
+    match = _BYTES_RANGE.fullmatch(header.strip())
     if match is None or (not match.group(1) and not match.group(2)):
         return None
     first, last = match.group(1), match.group(2)
@@ -38,7 +38,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         length = int(last)
         if length == 0:
             raise _unsatisfiable(header, size)
-        return max(size - length, 0), size
+        # The last N bytes of an empty blob are the whole (empty) body: answer 200.
+        return (max(size - length, 0), size) if size else None
     start = int(first)
     end = size if not last else min(int(last) + 1, size)
     if start >= size or (last and int(last) < start):
@@ -60,7 +61,7 @@ def parse_content_range(header: str | None) -> tuple[int, int] | None:
     """
     if header is None:
         return None
-    match = _CONTENT_RANGE.match(header.strip())
+    match = _CONTENT_RANGE.fullmatch(header.strip())
     if match is None or int(match.group(2)) < int(match.group(1)):
         raise RangeInvalid(
             f"invalid Content-Range {header[:60]!r}: expected <start>-<end>",

@@ -12,13 +12,19 @@ from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 
 from semreg.api import auth
 from semreg.api import responses as r
 from semreg.domain import mediatypes as mt
 from semreg.domain.digest import Digest, parse_digest
-from semreg.domain.errors import DigestInvalid, ManifestUnknown, RouteUnknown
+from semreg.domain.errors import (
+    DigestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    RouteUnknown,
+    Unsupported,
+)
 from semreg.domain.inventory import StoredManifest
 from semreg.domain.names import RepoPath, parse_reference, parse_repo_path, parse_tag
 from semreg.services.container import Services
@@ -31,7 +37,19 @@ def _services(request: Request) -> Services:
     return services
 
 
+def _refuse_escaped_slash(request: Request) -> None:
+    # The server decodes %2F into "/" before routing; no valid name needs escaping, so an
+    # escaped slash can only be an attempt to reach another repository or endpoint.
+    raw_path: bytes = request.scope.get("raw_path") or b""
+    if b"%2f" in raw_path.lower():
+        raise NameInvalid(
+            "invalid repository name: escaped '/' (%2F) is not allowed",
+            {"path": request.url.path[:200]},
+        )
+
+
 def _path(request: Request) -> RepoPath:
+    _refuse_escaped_slash(request)
     return parse_repo_path(request.path_params["name"])
 
 
@@ -293,6 +311,16 @@ def _referrer_descriptor(stored: StoredManifest) -> dict[str, object]:
 
 
 async def unknown_route(request: Request) -> Response:
+    _refuse_escaped_slash(request)
+    # Starlette prefers this full match to a path-only match, so find the 405 case here.
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.endpoint is not unknown_route:
+            match, _ = route.matches(request.scope)
+            if match is Match.PARTIAL:
+                raise Unsupported(
+                    f"{request.method} is not supported on {request.url.path}",
+                    {"method": request.method},
+                )
     raise RouteUnknown(f"no endpoint at {request.url.path}", {"path": request.url.path[:200]})
 
 

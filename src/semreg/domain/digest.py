@@ -44,7 +44,7 @@ def parse_digest(text: str) -> Digest:
         DigestInvalid: not a digest, or the encoded part is wrong for its algorithm.
         DigestUnsupported: a well-formed digest of an algorithm other than sha256/sha512.
     """
-    if len(text) > 256 or not _GRAMMAR.match(text):
+    if len(text) > 256 or not _GRAMMAR.fullmatch(text):
         raise DigestInvalid(f"invalid digest {text[:80]!r}: expected <algorithm>:<hex>")
     algorithm, encoded = text.split(":", 1)
     length = HEX_LENGTH.get(algorithm)
@@ -53,7 +53,7 @@ def parse_digest(text: str) -> Digest:
             f"unsupported digest algorithm {algorithm!r}: use sha256 or sha512",
             {"algorithm": algorithm},
         )
-    if len(encoded) != length or not _HEX.match(encoded):
+    if len(encoded) != length or not _HEX.fullmatch(encoded):
         raise DigestInvalid(
             f"invalid {algorithm} digest: expected {length} lower-case hex characters"
         )

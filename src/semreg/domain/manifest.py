@@ -152,7 +152,8 @@ def parse_manifest(content_type: str | None, body: bytes, algorithm: str = "sha2
     """
     data = _load_json(body)
     media_type = _resolve_media_type(content_type, data)
-    if data.get("schemaVersion") != 2:
+    version = data.get("schemaVersion")
+    if type(version) is not int or version != 2:
         raise _fail("schemaVersion must be 2")
     subject = data.get("subject")
     artifact_type = _optional_str(data, "artifactType", "manifest")

@@ -105,7 +105,7 @@ def format_version(version: Version) -> str:
 
 def suggest_version(text: str) -> str | None:
     """A release tag the user probably meant (``v1.2.3`` -> ``1.2.3``), if any."""
-    match = _V_PREFIX.match(text)
+    match = _V_PREFIX.fullmatch(text)
     if match and find_version(match.group(1)) is not None:
         return match.group(1)
     return None

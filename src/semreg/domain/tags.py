@@ -56,7 +56,7 @@ class TagPolicy:
 
 def _matches(pattern: str, tag: str) -> bool:
     regex = "^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
-    return re.match(regex, tag) is not None
+    return re.fullmatch(regex, tag) is not None
 
 
 def parse_permitted_tags(patterns: Iterable[str]) -> tuple[str, ...]:
@@ -67,7 +67,7 @@ def parse_permitted_tags(patterns: Iterable[str]) -> tuple[str, ...]:
     """
     out: list[str] = []
     for pattern in patterns:
-        if not _PATTERN.match(pattern) or pattern in ("!",):
+        if not _PATTERN.fullmatch(pattern) or pattern in ("!",):
             raise RequestInvalid(
                 f"invalid permitted tag {pattern[:140]!r}: use tag characters [A-Za-z0-9_.-], "
                 "'*' as a wildcard and a leading '!' to exclude",
@@ -79,12 +79,12 @@ def parse_permitted_tags(patterns: Iterable[str]) -> tuple[str, ...]:
 
 def is_virtual_tag(tag: str) -> bool:
     """``latest``, ``N`` or ``N.M``: names the registry manages on a versioned feed."""
-    return _VIRTUAL.match(tag) is not None
+    return _VIRTUAL.fullmatch(tag) is not None
 
 
 def fallback_subject(tag: str) -> Digest | None:
     """The manifest a ``sha256-<hex>[.sig|.att|.sbom]`` tag refers to, if it is one."""
-    match = _FALLBACK.match(tag)
+    match = _FALLBACK.fullmatch(tag)
     if match is None:
         return None
     try:

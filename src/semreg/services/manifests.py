@@ -173,9 +173,10 @@ class ManifestService:
             if isinstance(reference, Digest):
                 stored = await repo.find_manifest(conn, repository.id, reference)
                 if stored is not None:
-                    released = await repo.list_manifest_tags(conn, stored.id)
+                    # Retire first: deleting the manifest cascades to its release rows.
+                    tagged = await repo.list_manifest_tags(conn, stored.id)
+                    await versioning.retire(conn, repository.id, tagged)
                     await repo.delete_manifest(conn, stored.id)
-                    await versioning.retire(conn, repository.id, released)
                     return
             elif await versioning.delete_tag(conn, repository, reference):
                 return

@@ -132,7 +132,7 @@ class FilesystemBlobStore:
         def create() -> None:
             path = self._path(layout.upload_key(upload_id))
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
+            path.write_bytes(b"")
 
         await anyio.to_thread.run_sync(create)
 

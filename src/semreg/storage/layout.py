@@ -29,7 +29,7 @@ def blob_prefix() -> str:
 
 
 def is_upload_id(upload_id: str) -> bool:
-    return bool(_UPLOAD_ID.match(upload_id))
+    return bool(_UPLOAD_ID.fullmatch(upload_id))
 
 
 def upload_dir(upload_id: str) -> str:
