@@ -730,3 +730,21 @@ def test_large_blob_in_chunks_streams_back_identical(client, repo):
     middle = client.get(f"/v2/{repo}/blobs/{digest}", headers={"Range": "bytes=10485000-10486000"})
     assert middle.status_code == 206
     assert middle.content == data[10_485_000:10_486_001]
+
+
+def test_digest_algorithm_parameter(client, repo):
+    """POST ?digest-algorithm=sha512 hashes with sha512 as the bytes stream in."""
+    data = random_bytes(300_000)
+    digest = digest_of(data, "sha512")
+    start = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest-algorithm": "sha512"})
+    assert start.status_code == 202
+    location = start.headers["Location"]
+    assert client.patch(location, content=data[:100_000]).status_code == 202
+    assert client.patch(location, content=data[100_000:]).status_code == 202
+    done = client.put(location, params={"digest": digest})
+    assert done.status_code == 201, done.text
+    assert client.get(f"/v2/{repo}/blobs/{digest}").content == data
+
+    refused = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest-algorithm": "md5"})
+    assert refused.status_code == 400
+    assert error_code(refused) == "DIGEST_INVALID"

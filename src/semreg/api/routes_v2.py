@@ -17,9 +17,10 @@ from starlette.routing import BaseRoute, Match, Route
 from semreg.api import auth
 from semreg.api import responses as r
 from semreg.domain import mediatypes as mt
-from semreg.domain.digest import Digest, parse_digest
+from semreg.domain.digest import DEFAULT_ALGORITHM, HEX_LENGTH, Digest, parse_digest
 from semreg.domain.errors import (
     DigestInvalid,
+    DigestUnsupported,
     ManifestUnknown,
     NameInvalid,
     RouteUnknown,
@@ -231,7 +232,14 @@ async def start_upload(request: Request) -> Response:
         digest = _digest_param(request)
         await blobs.upload_whole(path, digest, r.body_chunks(request))
         return _blob_created(path, digest)
-    upload_id = await blobs.start_upload(path)
+    # distribution-spec: ?digest-algorithm= announces the algorithm of the final digest
+    algorithm = query.get("digest-algorithm") or DEFAULT_ALGORITHM
+    if algorithm not in HEX_LENGTH:
+        raise DigestUnsupported(
+            f"unsupported digest algorithm {algorithm[:40]!r}: use sha256 or sha512",
+            {"algorithm": algorithm[:40]},
+        )
+    upload_id = await blobs.start_upload(path, algorithm)
     return _upload_status(path, upload_id, 0, 202)
 
 

@@ -46,6 +46,7 @@ _HASHER_CACHE_SIZE: Final = 1024
 @dataclass(frozen=True, slots=True)
 class _RunningHash:
     size: int
+    algorithm: str
     hasher: Hasher
 
 
@@ -93,7 +94,7 @@ class BlobService:
 
     # --- uploads -------------------------------------------------------------------------------
 
-    async def start_upload(self, path: RepoPath) -> str:
+    async def start_upload(self, path: RepoPath, algorithm: str = DEFAULT_ALGORITHM) -> str:
         """Open an upload session in the repository (created on first push).
 
         Raises:
@@ -104,7 +105,7 @@ class BlobService:
         async with self.db.write() as conn:
             repository = await lookup.ensure_repository(conn, path)
             await repo.create_upload(conn, upload_id, repository.id)
-        self._hashes[upload_id] = _RunningHash(0, new_hasher(DEFAULT_ALGORITHM))
+        self._hashes[upload_id] = _RunningHash(0, algorithm, new_hasher(algorithm))
         self._trim_hashes()
         return upload_id
 
@@ -184,7 +185,9 @@ class BlobService:
                 {"upload": session.id},
             )
         running = self._hashes.pop(session.id, None)
-        hasher = running.hasher if running is not None and running.size == session.size else None
+        if running is not None and running.size != session.size:
+            running = None  # another process wrote part of this upload: re-hash at the end
+        hasher = running.hasher if running is not None else None
         committed: int | None = None
         try:
             new_size = await self.store.append_upload(
@@ -206,8 +209,8 @@ class BlobService:
             # by the next append.
             async with self.db.write() as conn:
                 await repo.release_upload(conn, session.id, token, committed)
-        if hasher is not None:
-            self._hashes[session.id] = _RunningHash(new_size, hasher)
+        if running is not None:
+            self._hashes[session.id] = _RunningHash(new_size, running.algorithm, running.hasher)
             self._trim_hashes()
         return new_size
 
@@ -254,7 +257,7 @@ class BlobService:
             )
         running = self._hashes.pop(upload_id, None)
         hasher = None
-        if running is not None and running.size == size and digest.algorithm == DEFAULT_ALGORITHM:
+        if running is not None and running.size == size and running.algorithm == digest.algorithm:
             hasher = running.hasher
         try:
             await self.store.commit_upload(upload_id, digest, size, hasher)
@@ -284,7 +287,7 @@ class BlobService:
             FeedUnknown, FeedInactive: the feed is missing or disabled.
             DigestInvalid: the bytes do not match ``digest``.
         """
-        upload_id = await self.start_upload(path)
+        upload_id = await self.start_upload(path, digest.algorithm)
         try:
             await self.finish(path, upload_id, digest, chunks)
         except BaseException:
