@@ -438,3 +438,18 @@ def test_uploads_are_independent(store: BlobStore) -> None:
     run(store.commit_upload(second, compute_digest(b"second!"), 7))
     assert run(store.read_bytes(compute_digest(b"second!"))) == b"second!"
     assert_upload_gone(store, first)
+
+
+def test_modified_at_is_when_the_bytes_were_written(store: BlobStore) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    before = datetime.now(UTC) - timedelta(seconds=2)
+    data = pattern(100, b"mtime")
+    digest = compute_digest(data)
+    run(store.put_bytes(digest, data))
+    written = run(store.modified_at(digest))
+    assert before <= written <= datetime.now(UTC) + timedelta(seconds=2)
+    assert written.tzinfo is not None
+    run(store.delete(digest))
+    with pytest.raises(ObjectMissing):
+        run(store.modified_at(digest))

@@ -74,6 +74,48 @@ def serve(
     )
 
 
+@app.command()
+def gc(
+    data: Annotated[Path | None, typer.Option(help="Data folder (database, blobs).")] = None,
+    config: ConfigOption = None,
+    grace_minutes: Annotated[
+        int, typer.Option(help="Keep unreferenced bytes younger than this (pushes in flight).")
+    ] = 60,
+    upload_ttl_hours: Annotated[
+        int, typer.Option(help="Delete upload sessions idle for longer than this.")
+    ] = 24,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report.")] = False,
+) -> None:
+    """Delete blob bytes nothing refers to any more, and abandoned uploads."""
+    import asyncio
+    from datetime import timedelta
+
+    from semreg.metadata import migrate
+    from semreg.metadata.engine import Database, create_engine
+    from semreg.services.gc import GarbageCollector, GcReport
+    from semreg.storage.factory import open_blob_store
+
+    settings = _load(config, data_dir=data)
+
+    async def collect() -> GcReport:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate.upgrade(engine)
+            collector = GarbageCollector(Database(engine), open_blob_store(settings.storage_path))
+            return await collector.run(
+                timedelta(minutes=grace_minutes), timedelta(hours=upload_ttl_hours), dry_run
+            )
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(collect())
+    verb = "would delete" if report.dry_run else "deleted"
+    typer.echo(
+        f"{verb} {report.blobs_deleted} blob(s), {report.bytes_freed} bytes, "
+        f"and {report.uploads_deleted} abandoned upload(s)"
+    )
+
+
 @config_app.command("check")
 def config_check(config: ConfigOption = None) -> None:
     """Validate the configuration and print it, secrets redacted."""

@@ -8,6 +8,7 @@ size were verified. Imports: domain, stdlib.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import datetime
 from typing import Protocol
 
 from semreg.domain.digest import Digest, Hasher
@@ -59,6 +60,12 @@ class BlobStore(Protocol):
 
     def iter_digests(self) -> AsyncIterator[Digest]:
         """Every stored blob's digest, in no particular order."""
+        ...
+
+    async def modified_at(self, digest: Digest) -> datetime:
+        """When a blob's bytes were last written (garbage collection's grace period).
+
+        Raises ObjectMissing."""
         ...
 
     async def create_upload(self, upload_id: str) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -127,6 +128,13 @@ class FilesystemBlobStore:
 
         for digest in await anyio.to_thread.run_sync(scan):
             yield digest
+
+    async def modified_at(self, digest: Digest) -> datetime:
+        try:
+            info = await anyio.to_thread.run_sync(os.stat, self._path(layout.blob_key(digest)))
+        except FileNotFoundError:
+            raise ObjectMissing(str(digest)) from None
+        return datetime.fromtimestamp(info.st_mtime, UTC)
 
     async def create_upload(self, upload_id: str) -> None:
         def create() -> None:

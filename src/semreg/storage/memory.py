@@ -6,6 +6,7 @@ Imports: domain, storage.base, stdlib.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC, datetime
 
 from semreg.domain.digest import Digest, Hasher, compute_digest
 from semreg.storage.base import DigestMismatch, ObjectMissing, UploadMissing
@@ -16,6 +17,7 @@ class MemoryBlobStore:
 
     def __init__(self) -> None:
         self.blobs: dict[Digest, bytes] = {}
+        self.written: dict[Digest, datetime] = {}
         self.uploads: dict[str, bytearray] = {}
 
     async def stat(self, digest: Digest) -> int:
@@ -38,13 +40,19 @@ class MemoryBlobStore:
         if actual != digest:
             raise DigestMismatch(digest, actual)
         self.blobs[digest] = bytes(data)
+        self.written[digest] = datetime.now(UTC)
 
     async def delete(self, digest: Digest) -> None:
         self.blobs.pop(digest, None)
+        self.written.pop(digest, None)
 
     async def iter_digests(self) -> AsyncIterator[Digest]:
         for digest in list(self.blobs):
             yield digest
+
+    async def modified_at(self, digest: Digest) -> datetime:
+        await self.read_bytes(digest)
+        return self.written[digest]
 
     async def create_upload(self, upload_id: str) -> None:
         self.uploads[upload_id] = bytearray()
@@ -91,6 +99,7 @@ class MemoryBlobStore:
             if actual != digest:
                 raise DigestMismatch(digest, actual)
             self.blobs[digest] = data
+            self.written[digest] = datetime.now(UTC)
         finally:
             self.uploads.pop(upload_id, None)
 
