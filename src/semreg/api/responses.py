@@ -14,9 +14,9 @@ from starlette.requests import Request
 
 from semreg.domain.errors import PaginationInvalid, RangeInvalid, RangeNotSatisfiable
 
-_BYTES_RANGE: Final = re.compile(r"^bytes=(\d*)-(\d*)$")
+_BYTES_RANGE: Final = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 # distribution-spec: "Content-Range: <start>-<end>"; Docker sends "bytes <start>-<end>/<size>" too.
-_CONTENT_RANGE: Final = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_CONTENT_RANGE: Final = re.compile(r"^(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?$")
 MAX_PAGE: Final = 10_000
 
 

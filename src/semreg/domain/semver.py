@@ -23,7 +23,7 @@ _ID_SEPARATOR: Final = "!"
 # After the patch number: a release ("~") sorts above any pre-release ("-...") of it.
 _RELEASE_MARK: Final = "~"
 _PRERELEASE_MARK: Final = "-"
-_V_PREFIX: Final = re.compile(r"^[vV](\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$")
+_V_PREFIX: Final = re.compile(r"^[vV]([0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?)$")
 
 
 def _number_key(value: int) -> str:

@@ -23,7 +23,7 @@ from semreg.domain.names import Tag
 from semreg.domain.semver import Version, find_version, suggest_version
 
 LATEST: Final = "latest"
-_VIRTUAL: Final = re.compile(r"^(?:latest|(?:0|[1-9]\d*)(?:\.(?:0|[1-9]\d*))?)$")
+_VIRTUAL: Final = re.compile(r"^(?:latest|(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))?)$")
 # Tags older signing clients use instead of the referrers API (cosign, notation fallbacks).
 _FALLBACK: Final = re.compile(r"^(sha256|sha512)-([a-f0-9]+)(?:\.(?:sig|att|sbom))?$")
 _PATTERN: Final = re.compile(r"^!?[A-Za-z0-9_.*-]{1,128}$")
