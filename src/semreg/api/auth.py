@@ -22,7 +22,7 @@ from starlette.requests import Request
 from semreg.domain.errors import Denied, Unauthorized
 from semreg.domain.names import RepoPath
 from semreg.domain.permissions import ACTION_PERMISSION, Permission, Principal
-from semreg.domain.scopes import REPOSITORY, allows, format_scope
+from semreg.domain.scopes import CATALOG, REGISTRY, REPOSITORY, allows, format_scope
 from semreg.services.container import Services
 from semreg.services.tokens import KEY_PREFIX, VerifiedToken
 
@@ -137,8 +137,12 @@ async def require(request: Request, path: RepoPath, action: str) -> None:
         Unauthorized: no valid credentials, and they would be needed.
         Denied: the caller lacks the permission (or its token lacks the scope).
     """
-    caller = await registry_caller(request)
     scope = _challenge_scope(path, action)
+    try:
+        caller = await registry_caller(request)
+    except Unauthorized as exc:
+        # Bad or expired credentials: the challenge says which scope to ask for again.
+        raise Unauthorized(exc.message, {**exc.detail, "scope": scope}) from exc
     if caller is not None and caller.principal is None and caller.token is not None:
         if allows(caller.token.access, REPOSITORY, str(path), action):
             return
@@ -190,6 +194,12 @@ async def catalog_principal(request: Request) -> Principal:
     if caller.principal is not None:
         return caller.principal
     assert caller.token is not None
+    if not allows(caller.token.access, REGISTRY, CATALOG, "*"):
+        scope = format_scope(REGISTRY, CATALOG, ("*",))
+        raise Denied(
+            f"the token does not grant the catalog; request a token for scope {scope}",
+            {"scope": scope, "insufficient_scope": True},
+        )
     return await _principal_of_token(request, caller.token)
 
 

@@ -92,15 +92,15 @@ def parse_repo_path(name: str) -> RepoPath:
     return RepoPath(feed, repo)
 
 
-def parse_feed_name(name: str) -> str:
-    """Validate a feed name: one lower-case name component, at most 64 characters.
+def parse_feed_name(name: str, kind: str = "feed name") -> str:
+    """Validate a feed (or user) name: one lower-case name component, at most 64 characters.
 
     Raises:
         RequestInvalid: the name is not a valid single component.
     """
     if len(name) > MAX_FEED_LENGTH or not _COMPONENT_RE.fullmatch(name):
         raise RequestInvalid(
-            f"invalid feed name {name[:80]!r}: use lower-case letters, digits and single "
+            f"invalid {kind} {name[:80]!r}: use lower-case letters, digits and single "
             f"'.', '_' or '-' separators, at most {MAX_FEED_LENGTH} characters",
             {"name": name[:80]},
         )

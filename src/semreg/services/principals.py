@@ -121,7 +121,7 @@ class PrincipalService:
             RequestInvalid: the name or password is unacceptable.
             Conflict: a user by that name exists.
         """
-        parse_feed_name(name)  # same grammar: lower-case letters, digits, separators
+        parse_feed_name(name, "user name")
         if name == "api":
             raise RequestInvalid("'api' is reserved for API-key sign-in", {"user": name})
         if len(password) < 8:

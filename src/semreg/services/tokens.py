@@ -162,9 +162,17 @@ class TokenService:
         """Check a user name and password, or ``api`` (any name) and an API key.
 
         Raises:
-            TooManyRequests: too many recent failures for this client and account.
+            TooManyRequests: too many recent password failures for this client and account.
             Unauthorized: the credentials are wrong.
         """
+        if secret.startswith(KEY_PREFIX) or username == "api":
+            # Keys carry 256 random bits: guessing is hopeless, so failures are only slowed, never
+            # counted (counting per address would let anyone lock key users out of a shared one).
+            principal = await self.principal_for_key(secret)
+            if principal is None:
+                await asyncio.sleep(self.config.failure_delay)
+                raise Unauthorized("invalid API key", {"account": username[:64]})
+            return principal
         subject = f"{client}|{username}"[:300]
         async with self.db.read() as conn:
             failures = await store.recent_failures(conn, subject, self.config.failure_window)
@@ -173,16 +181,12 @@ class TokenService:
                 "too many failed sign-ins; wait a few minutes before trying again",
                 {"retryAfter": int(self.config.failure_window.total_seconds())},
             )
-        if secret.startswith(KEY_PREFIX) or username == "api":
-            principal = await self.principal_for_key(secret)
-        else:
-            principal = await self.principal_for_password(username, secret)
+        principal = await self.principal_for_password(username, secret)
         if principal is None:
             async with self.db.write() as conn:
                 await store.record_failure(conn, subject, self.config.failure_window)
-            # Slows guessing further; the failure count above stops it.
             await asyncio.sleep(self.config.failure_delay)
-            raise Unauthorized("invalid credentials", {"account": username[:64]})
+            raise Unauthorized("invalid user name or password", {"account": username[:64]})
         if failures:
             async with self.db.write() as conn:
                 await store.clear_failures(conn, subject)
