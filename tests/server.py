@@ -17,6 +17,14 @@ import httpx
 PG_ADMIN_URL = os.environ.get("SEMREG_TEST_DATABASE_URL", "")
 
 
+def semreg_command() -> list[str]:
+    """How to run the ``semreg`` CLI in a subprocess (under coverage when the suite measures it)."""
+    command = [sys.executable]
+    if os.environ.get("SEMREG_TEST_COVERAGE"):
+        command += ["-m", "coverage", "run", "-p"]
+    return [*command, "-m", "semreg.cli.main"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -77,10 +85,7 @@ class ServerProcess:
         if self.database_url:
             env["SEMREG_DATABASE_URL"] = self.database_url
         env |= self.env
-        command = [sys.executable]
-        if os.environ.get("SEMREG_TEST_COVERAGE"):
-            command += ["-m", "coverage", "run", "-p"]
-        command += ["-m", "semreg.cli.main", "serve", "--data", str(self.data_dir)]
+        command = [*semreg_command(), "serve", "--data", str(self.data_dir)]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -16,6 +15,7 @@ import pytest
 from tests.conftest import unique
 from tests.factories import make_image
 from tests.registry_client import error_code, push_blob, push_image, push_manifest
+from tests.server import semreg_command
 
 API = "/api/management/feeds"
 IMAGE = make_image(1, "feeds")
@@ -331,7 +331,7 @@ def semreg(registry, *args: str, key: str | None = "admin") -> subprocess.Comple
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEMREG_")}
     if key is not None:
         env["SEMREG_API_KEY"] = registry.admin_key if key == "admin" else key
-    command = [sys.executable, "-m", "semreg.cli.main", *args, "--url", registry.url]
+    command = [*semreg_command(), *args, "--url", registry.url]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.factories import make_image, random_bytes
 from tests.registry_client import push_blob, push_image
+from tests.server import semreg_command
 
 
 def blob_file(registry, digest: str) -> Path:
@@ -21,7 +21,7 @@ def gc(registry, *args: str) -> str:
     if registry.database_url:
         env["SEMREG_DATABASE_URL"] = registry.database_url
     result = subprocess.run(
-        [sys.executable, "-m", "semreg.cli.main", "gc", "--data", str(registry.data_dir), *args],
+        [*semreg_command(), "gc", "--data", str(registry.data_dir), *args],
         capture_output=True,
         text=True,
         env=env,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import httpx
 from tests.conftest import unique
 from tests.factories import DOCKER_MANIFEST, make_image, make_index, read_oci_layout
 from tests.registry_client import error_code, push_image, push_manifest
+from tests.server import semreg_command
 from tests.skopeo import copy, needs_skopeo
 
 
@@ -267,7 +267,7 @@ def test_cli_promote_and_tag(client, registry):
 
     def semreg(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "semreg.cli.main", *args],
+            [*semreg_command(), *args],
             capture_output=True,
             text=True,
             env=env,
