@@ -58,7 +58,10 @@ class PostgresDatabase:
 class ServerProcess:
     """``semreg serve`` in a subprocess, under coverage when ``SEMREG_TEST_COVERAGE`` is set."""
 
-    def __init__(self, data_dir: Path, database_url: str = "", **env: str) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str = "", *, args: tuple[str, ...] = (), **env: str
+    ) -> None:
+        self.args = args
         self.data_dir = data_dir
         self.database_url = database_url
         self.admin_key = env.pop("admin_key", None) or f"semreg_test-admin-{uuid.uuid4().hex}"
@@ -85,7 +88,7 @@ class ServerProcess:
         if self.database_url:
             env["SEMREG_DATABASE_URL"] = self.database_url
         env |= self.env
-        command = [*semreg_command(), "serve", "--data", str(self.data_dir)]
+        command = [*semreg_command(), "serve", "--data", str(self.data_dir), *self.args]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -177,3 +177,22 @@ def client_url() -> str:
 def client_api_key() -> str | None:
     """The API key for CLI commands (``SEMREG_API_KEY``)."""
     return os.environ.get("SEMREG_API_KEY") or None
+
+
+def hand_down(config_file: Path | None, **overrides: Any) -> None:
+    """Put explicit settings into the environment, for worker processes that load their own.
+
+    Environment outranks the TOML file, so the workers end up with what this process loaded.
+    """
+    if config_file is not None:
+        os.environ["SEMREG_CONFIG"] = str(config_file)
+
+    def flatten(prefix: str, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            name = f"{prefix}__{key.upper()}" if prefix != "SEMREG" else f"SEMREG_{key.upper()}"
+            if isinstance(value, dict):
+                flatten(name, value)
+            else:
+                os.environ[name] = str(value)
+
+    flatten("SEMREG", _drop_none(overrides))

@@ -33,7 +33,7 @@ from semreg.api import (
     routes_v2,
 )
 from semreg.api.logs import configure_logging, request_id
-from semreg.config import Settings
+from semreg.config import Settings, load_settings
 from semreg.domain.errors import ErrorCode, RegistryError
 from semreg.metadata import migrate
 from semreg.metadata.engine import Database, create_engine
@@ -112,13 +112,23 @@ SIGNING_KEY_FILE = "token-signing.key"
 
 
 def _write_private(path: Path, data: bytes) -> bool:
-    """Create ``path`` readable by its owner only; False if it already exists."""
+    """Create ``path``, readable by its owner only, with ``data``; False if it already exists.
+
+    Written aside and linked into place, so a process starting at the same moment never reads
+    a half-written file.
+    """
+    scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(scratch, path)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    finally:
+        scratch.unlink(missing_ok=True)
     return True
 
 
@@ -148,6 +158,11 @@ def _announce_bootstrap_key(path: Path, key: str) -> None:
         f"  {key}\n",
         flush=True,
     )
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app of one worker process of ``semreg serve --workers N`` (settings from env)."""
+    return create_app(load_settings())
 
 
 def create_app(settings: Settings) -> FastAPI:

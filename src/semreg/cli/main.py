@@ -15,7 +15,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
-from semreg.config import client_api_key, client_url, load_settings
+from semreg.config import client_api_key, client_url, hand_down, load_settings
 
 app = typer.Typer(
     help="semreg: a container registry that keeps tags trustworthy.", no_args_is_help=True
@@ -56,21 +56,32 @@ def serve(
     data: Annotated[Path | None, typer.Option(help="Data folder (database, blobs).")] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Worker processes (all state is shared through the database)."),
+    ] = 1,
     config: ConfigOption = None,
 ) -> None:
     """Run the registry server."""
     from semreg.api.app import create_app
 
-    settings = _load(config, data_dir=data, server={"host": host, "port": port})
+    overrides: dict[str, Any] = {"data_dir": data, "server": {"host": host, "port": port}}
+    settings = _load(config, **overrides)
+    options: dict[str, Any] = {
+        "host": settings.server.host,
+        "port": settings.server.port,
+        "access_log": False,
+        "log_level": settings.log.level.lower(),
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    hand_down(config, **overrides)
     uvicorn.run(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        access_log=False,
-        log_level=settings.log.level.lower(),
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=10,
+        "semreg.api.app:create_app_from_environment", factory=True, workers=workers, **options
     )
 
 

@@ -8,6 +8,7 @@ Imports: sqlalchemy, stdlib.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -47,8 +48,9 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=10)
         _configure_sqlite(engine)
         return engine
+    # No pre-ping: it costs a round trip per checkout; a dead connection fails its statement.
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=10, pool_pre_ping=True
+        url, echo=echo, pool_size=pool_size, max_overflow=10, pool_recycle=1800
     )
 
 
@@ -58,6 +60,9 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # SQLite allows one writer; queueing this process's writers here (fairly, in order)
+        # spares them SQLite's busy-wait, which sleeps and retries and makes long tails.
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -66,6 +71,15 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
+        if self._write_lock is None:
+            async with self._write_transaction() as conn:
+                yield conn
+            return
+        async with self._write_lock, self._write_transaction() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             await conn.execution_options(semreg_write=True)
             async with conn.begin():

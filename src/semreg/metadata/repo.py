@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from semreg.domain.digest import Digest, parse_digest
 from semreg.domain.feeds import Feed, FeedChanges
 from semreg.domain.inventory import ReleaseRecord, Repository, StoredManifest, UploadSession
-from semreg.domain.names import RepoPath
+from semreg.domain.names import RepoPath, Tag
 from semreg.domain.promotion import PromotionRecord, TagChange
 from semreg.domain.semver import Version, format_version
 from semreg.domain.tags import TagOrigin, TagPolicy, VirtualTag
@@ -231,6 +231,25 @@ async def find_linked_blob_size(
     return (await conn.execute(query)).scalar_one_or_none()
 
 
+async def find_blob_size_in(conn: AsyncConnection, path: RepoPath, digest: Digest) -> int | None:
+    """The size of a blob linked into a repository of an active feed, in one query."""
+    query = (
+        sa.select(blobs.c.size)
+        .select_from(
+            repository_blobs.join(blobs)
+            .join(repositories, repository_blobs.c.repository_id == repositories.c.id)
+            .join(feeds, repositories.c.feed_id == feeds.c.id)
+        )
+        .where(
+            feeds.c.name == path.feed,
+            feeds.c.active.is_(True),
+            repositories.c.name == path.repo,
+            repository_blobs.c.digest == str(digest),
+        )
+    )
+    return (await conn.execute(query)).scalar_one_or_none()
+
+
 async def unlink_blob(conn: AsyncConnection, repository_id: int, digest: Digest) -> bool:
     result = await conn.execute(
         repository_blobs.delete().where(
@@ -316,6 +335,28 @@ async def insert_manifest(
             [{"manifest_id": stored.id, "digest": d, "kind": k} for d, k in unique_refs],
         )
     return stored
+
+
+async def find_manifest_in(
+    conn: AsyncConnection, path: RepoPath, reference: Digest | Tag
+) -> StoredManifest | None:
+    """A manifest by feed, repository and tag or digest in one query (active feeds only)."""
+    joined = manifests.join(repositories, manifests.c.repository_id == repositories.c.id).join(
+        feeds, repositories.c.feed_id == feeds.c.id
+    )
+    query = sa.select(manifests).where(
+        feeds.c.name == path.feed,
+        feeds.c.active.is_(True),
+        repositories.c.name == path.repo,
+    )
+    if isinstance(reference, Digest):
+        query = query.select_from(joined).where(manifests.c.digest == str(reference))
+    else:
+        query = query.select_from(joined.join(tags, (tags.c.manifest_id == manifests.c.id))).where(
+            tags.c.repository_id == repositories.c.id, tags.c.name == reference.name
+        )
+    row = (await conn.execute(query)).first()
+    return _manifest(row) if row else None
 
 
 async def find_manifest(

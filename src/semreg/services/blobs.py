@@ -68,10 +68,10 @@ class BlobService:
             BlobUnknown: the repository does not hold that blob.
         """
         async with self.db.read() as conn:
-            repository = await lookup.find_repository(conn, path)
-            size = None
-            if repository is not None:
-                size = await repo.find_linked_blob_size(conn, repository.id, digest)
+            size = await repo.find_blob_size_in(conn, path, digest)
+            if size is None:
+                # Raises FeedUnknown or FeedInactive; else the blob is simply not there.
+                await lookup.find_repository(conn, path)
         if size is None:
             raise BlobUnknown(f"blob {digest} is not in {path}", {"digest": str(digest)})
         return size

@@ -26,6 +26,7 @@ from semreg.domain.tags import TagOrigin
 from semreg.metadata import repo
 from semreg.metadata.engine import Database
 from semreg.services import lookup, versioning
+from semreg.services.cache import ByteCache
 from semreg.storage.base import BlobStore, ObjectMissing
 
 
@@ -49,6 +50,8 @@ class ManifestService:
         self.db = db
         self.store = store
         self.max_manifest_bytes = max_manifest_bytes
+        # Content-addressed bytes never change, so this cache is right in every process.
+        self._bytes = ByteCache(16 * 1024 * 1024)
 
     def check_size(self, size: int) -> None:
         """Refuse a manifest body larger than the limit.
@@ -95,14 +98,15 @@ class ManifestService:
             repository = await lookup.ensure_repository(conn, path)
             await repo.lock_repository(conn, repository.id)
             # Tag policy first: a refused tag is the more useful answer than a missing blob.
-            await versioning.check_tags(conn, repository, tags, manifest.digest, TagOrigin.PUSH)
+            decisions = await versioning.check_tags(
+                conn, repository, tags, manifest.digest, TagOrigin.PUSH
+            )
             await self._check_references(conn, repository.id, manifest)
             stored = await repo.insert_manifest(
                 conn, repository.id, _to_stored(manifest), _references(manifest)
             )
-            await versioning.write_tags(
-                conn, repository, stored.id, manifest.digest, tags, TagOrigin.PUSH
-            )
+            await versioning.apply_tags(conn, repository, stored.id, manifest.digest, decisions)
+        self._bytes.put(manifest.digest, body)
         subject = manifest.subject.digest if manifest.subject else None
         return PutResult(manifest.digest, subject, tags)
 
@@ -132,13 +136,11 @@ class ManifestService:
             ManifestUnknown: no such manifest or tag in the repository.
         """
         async with self.db.read() as conn:
-            repository = await lookup.find_repository(conn, path)
-            stored = None
-            if repository is not None:
-                if isinstance(reference, Digest):
-                    stored = await repo.find_manifest(conn, repository.id, reference)
-                else:
-                    stored = await repo.find_tagged_manifest(conn, repository.id, reference.name)
+            # One query on the hot path; the slower lookups below only explain a miss.
+            stored = await repo.find_manifest_in(conn, path, reference)
+            if stored is None:
+                # Raises FeedUnknown or FeedInactive; else the manifest is simply not there.
+                await lookup.find_repository(conn, path)
         if stored is None:
             raise ManifestUnknown(
                 f"manifest {reference} is not in {path}", {"reference": str(reference)}
@@ -151,13 +153,18 @@ class ManifestService:
         Raises:
             ManifestUnknown: the bytes are gone from storage (a broken invariant, reported).
         """
+        cached = self._bytes.get(stored.digest)
+        if cached is not None:
+            return cached
         try:
-            return await self.store.read_bytes(stored.digest)
+            body = await self.store.read_bytes(stored.digest)
         except ObjectMissing as exc:
             raise ManifestUnknown(
                 f"manifest {stored.digest} is recorded but its bytes are missing",
                 {"digest": str(stored.digest)},
             ) from exc
+        self._bytes.put(stored.digest, body)
+        return body
 
     async def delete(self, path: RepoPath, reference: Reference) -> None:
         """Delete a manifest (and every tag on it) by digest, or just the tag by tag.

@@ -9,6 +9,7 @@ Imports: domain, metadata.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,6 +28,15 @@ from semreg.domain.tags import (
     fallback_subject,
 )
 from semreg.metadata import repo
+
+
+@dataclass(frozen=True, slots=True)
+class TagDecision:
+    """An allowed tag write; ``version`` is set for release tags of a versioned feed."""
+
+    tag: Tag
+    origin: TagOrigin
+    version: Version | None
 
 
 async def _tag_write(
@@ -57,7 +67,7 @@ async def check_tags(
     digest: Digest,
     origin: TagOrigin,
     force: bool = False,
-) -> list[Version | None]:
+) -> list[TagDecision]:
     """Decide every tag write before anything is written.
 
     Raises:
@@ -67,7 +77,8 @@ async def check_tags(
     decisions = []
     for tag in tags:
         write = await _tag_write(conn, repository, tag, digest, origin, force)
-        decisions.append(check_tag_write(repository.feed.name, repository.feed.policy, write))
+        version = check_tag_write(repository.feed.name, repository.feed.policy, write)
+        decisions.append(TagDecision(tag, origin, version))
     return decisions
 
 
@@ -85,13 +96,26 @@ async def write_tags(
     Raises:
         TagInvalid, ReleaseImmutable: see ``check_tags``.
     """
-    versions = await check_tags(conn, repository, tags, digest, origin, force)
+    decisions = await check_tags(conn, repository, tags, digest, origin, force)
+    await apply_tags(conn, repository, manifest_id, digest, decisions)
+
+
+async def apply_tags(
+    conn: AsyncConnection,
+    repository: Repository,
+    manifest_id: int,
+    digest: Digest,
+    decisions: Sequence[TagDecision],
+) -> None:
+    """Write tag writes that ``check_tags`` allowed, then update the virtual tags."""
     changed: list[Version] = []
-    for tag, version in zip(tags, versions, strict=True):
-        await repo.set_tag(conn, repository.id, tag.name, manifest_id, origin=origin)
-        if version is not None:
-            await repo.upsert_release(conn, repository.id, version, manifest_id, digest)
-            changed.append(version)
+    origin = TagOrigin.PUSH
+    for decision in decisions:
+        origin = decision.origin
+        await repo.set_tag(conn, repository.id, decision.tag.name, manifest_id, origin=origin)
+        if decision.version is not None:
+            await repo.upsert_release(conn, repository.id, decision.version, manifest_id, digest)
+            changed.append(decision.version)
     await refresh_virtual_tags(conn, repository.id, changed, origin)
 
 
