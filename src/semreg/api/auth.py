@@ -14,16 +14,17 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Final
+from typing import Annotated, Final
 from urllib.parse import urlsplit
 
+from fastapi import Depends
 from starlette.requests import Request
 
+from semreg.api.state import services_of
 from semreg.domain.errors import Denied, Unauthorized
 from semreg.domain.names import RepoPath
 from semreg.domain.permissions import ACTION_PERMISSION, Permission, Principal
 from semreg.domain.scopes import CATALOG, REGISTRY, REPOSITORY, allows, format_scope
-from semreg.services.container import Services
 from semreg.services.tokens import KEY_PREFIX, VerifiedToken
 
 # The scope a challenge asks for, per action: pushes also need pull (clients HEAD first).
@@ -37,11 +38,6 @@ class Caller:
     principal: Principal | None
     """Known for Basic, API keys and (in principal mode) tokens; None for strict tokens."""
     token: VerifiedToken | None = None
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 def service_name(request: Request) -> str:
@@ -92,7 +88,7 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def _principal_of_token(request: Request, token: VerifiedToken) -> Principal:
-    principal = await _services(request).tokens.principal_for_ref(
+    principal = await services_of(request).tokens.principal_for_ref(
         token.principal_kind, token.principal_id
     )
     if principal is None:
@@ -110,7 +106,7 @@ async def registry_caller(request: Request) -> Caller | None:
     cached: Caller | None = getattr(request.state, "caller", None)
     if cached is not None:
         return cached
-    services = _services(request)
+    services = services_of(request)
     caller: Caller | None = None
     token_text = bearer_token(request)
     if token_text is not None:
@@ -151,7 +147,7 @@ async def require(request: Request, path: RepoPath, action: str) -> None:
             {"scope": scope, "insufficient_scope": True},
         )
     principal = (
-        caller.principal if caller is not None else await _services(request).tokens.anonymous()
+        caller.principal if caller is not None else await services_of(request).tokens.anonymous()
     )
     if principal is not None and principal.may(path.feed, ACTION_PERMISSION[action]):
         return
@@ -216,7 +212,7 @@ async def api_principal(request: Request) -> Principal:
     cached: Principal | None = getattr(request.state, "api_principal", None)
     if cached is not None:
         return cached
-    services = _services(request)
+    services = services_of(request)
     key = request.headers.get("x-apikey") or request.query_params.get("key")
     bearer = bearer_token(request)
     principal: Principal
@@ -265,3 +261,6 @@ def require_feed_management(principal: Principal) -> None:
     """Raises: Unauthorized, Denied unless ``principal`` may manage feeds."""
     if not principal.may_manage_feeds():
         raise refuse(principal, "manage feeds (needs the feeds or full-control system API)")
+
+
+PrincipalDep = Annotated[Principal, Depends(api_principal)]

@@ -7,18 +7,17 @@ Imports: domain, services, fastapi, pydantic.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from semreg.api import auth
+from semreg.api.state import services_of
 from semreg.domain.feeds import Feed, FeedChanges
 from semreg.domain.inventory import ReleaseRecord
 from semreg.domain.names import RepoPath, parse_repo_path
-from semreg.domain.permissions import Permission, Principal
+from semreg.domain.permissions import Permission
 from semreg.domain.tags import TagPolicy
-from semreg.services.container import Services
 
 router = APIRouter(prefix="/api/management/feeds", tags=["feeds"])
 containers = APIRouter(prefix="/api/containers", tags=["containers"])
@@ -73,19 +72,14 @@ class FeedUpdate(BaseModel):
     anonymousView: bool | None = None  # noqa: N815
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-PrincipalDep = Annotated[Principal, Depends(auth.api_principal)]
+PrincipalDep = auth.PrincipalDep
 
 
 @router.post("/create", status_code=201)
 async def create_feed(body: FeedCreate, request: Request, principal: PrincipalDep) -> FeedOut:
     auth.require_feed_management(principal)
     policy = TagPolicy(body.containerVersioning, tuple(body.permittedTags))
-    feed = await _services(request).feeds.create(
+    feed = await services_of(request).feeds.create(
         body.name, body.feedType, body.active, body.description, policy, body.anonymousView
     )
     return FeedOut.of(feed)
@@ -94,7 +88,7 @@ async def create_feed(body: FeedCreate, request: Request, principal: PrincipalDe
 @router.get("/list")
 async def list_feeds(request: Request, principal: PrincipalDep) -> list[FeedOut]:
     """Feeds the caller may view (all of them for feed managers)."""
-    feeds = await _services(request).feeds.list()
+    feeds = await services_of(request).feeds.list()
     if principal.may_manage_feeds():
         return [FeedOut.of(feed) for feed in feeds]
     if principal.is_anonymous and not any(f.anonymous_view for f in feeds):
@@ -106,7 +100,7 @@ async def list_feeds(request: Request, principal: PrincipalDep) -> list[FeedOut]
 async def get_feed(name: str, request: Request, principal: PrincipalDep) -> FeedOut:
     if not principal.may_manage_feeds():
         auth.require_feed(principal, name, Permission.VIEW)
-    return FeedOut.of(await _services(request).feeds.get(name))
+    return FeedOut.of(await services_of(request).feeds.get(name))
 
 
 @router.post("/update/{name}")
@@ -121,7 +115,7 @@ async def update_feed(
         permitted_tags=tuple(body.permittedTags) if body.permittedTags is not None else None,
         anonymous_view=body.anonymousView,
     )
-    return FeedOut.of(await _services(request).feeds.update(name, changes))
+    return FeedOut.of(await services_of(request).feeds.update(name, changes))
 
 
 @router.delete("/delete/{name}")
@@ -129,7 +123,7 @@ async def delete_feed(
     name: str, request: Request, principal: PrincipalDep, force: bool = False
 ) -> dict[str, str]:
     auth.require_feed_management(principal)
-    await _services(request).feeds.delete(name, force=force)
+    await services_of(request).feeds.delete(name, force=force)
     return {"deleted": name}
 
 
@@ -161,7 +155,7 @@ async def list_releases(
 ) -> list[ReleaseOut]:
     """A repository's releases, highest SemVer first, with the virtual tags on each."""
     auth.require_feed(principal, feed, Permission.VIEW)
-    records = await _services(request).releases.list(_repo_path(feed, repo))
+    records = await services_of(request).releases.list(_repo_path(feed, repo))
     return [ReleaseOut.of(r) for r in records]
 
 
@@ -171,5 +165,5 @@ async def purge_release(
 ) -> dict[str, str]:
     """Free a deleted release's version so it may be published again with other content."""
     auth.require_admin(principal, "purge releases")
-    await _services(request).releases.purge(_repo_path(feed, repo), version)
+    await services_of(request).releases.purge(_repo_path(feed, repo), version)
     return {"purged": version}

@@ -7,13 +7,13 @@ services, fastapi, pydantic.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from semreg.api import auth
+from semreg.api.state import services_of
 from semreg.domain.errors import NameUnknown
 from semreg.domain.permissions import (
     Principal,
@@ -21,17 +21,11 @@ from semreg.domain.permissions import (
     parse_permissions,
     parse_system_apis,
 )
-from semreg.services.container import Services
 from semreg.services.principals import KeySpec
 
 keys = APIRouter(prefix="/api/api-keys", tags=["api-keys"])
 users = APIRouter(prefix="/api/users", tags=["users"])
-PrincipalDep = Annotated[Principal, Depends(auth.api_principal)]
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+PrincipalDep = auth.PrincipalDep
 
 
 class KeyCreate(BaseModel):
@@ -87,7 +81,7 @@ async def create_key(body: KeyCreate, request: Request, principal: PrincipalDep)
     )
     if not _may_create(principal, spec):
         raise auth.refuse(principal, "create API keys (needs full control)")
-    _row, text = await _services(request).principals.create_key(spec)
+    _row, text = await services_of(request).principals.create_key(spec)
     return text
 
 
@@ -96,7 +90,7 @@ async def list_keys(request: Request, principal: PrincipalDep) -> list[KeyOut]:
     """Every key (administrators) or the caller's own personal keys; never the key text."""
     if principal.is_anonymous:
         raise auth.refuse(principal, "list API keys")
-    rows = await _services(request).principals.list_keys()
+    rows = await services_of(request).principals.list_keys()
     if not principal.is_admin:
         rows = [r for r in rows if r.type == "personal" and r.user == principal.name]
     return [
@@ -120,7 +114,7 @@ async def list_keys(request: Request, principal: PrincipalDep) -> list[KeyOut]:
 @keys.api_route("/delete", methods=["POST", "DELETE"])
 async def delete_key(id: int, request: Request, principal: PrincipalDep) -> dict[str, int]:
     """Revoke a key: it stops working at once (tokens it obtained expire on their own)."""
-    services = _services(request)
+    services = services_of(request)
     row = await services.principals.find_key(id)
     own = row is not None and row.type == "personal" and row.user == principal.name
     if not principal.is_admin and not own:
@@ -153,7 +147,7 @@ class Grant(BaseModel):
 @users.post("/create", status_code=201)
 async def create_user(body: UserCreate, request: Request, principal: PrincipalDep) -> UserOut:
     auth.require_admin(principal, "create users")
-    row = await _services(request).principals.create_user(
+    row = await services_of(request).principals.create_user(
         body.name, body.password, parse_system_apis(body.systemApis)
     )
     return UserOut(
@@ -171,14 +165,14 @@ async def list_users(request: Request, principal: PrincipalDep) -> list[UserOut]
             permissions={feed or "*": sorted(perms) for feed, perms in grants.items()},
             created=row.created_at,
         )
-        for row, grants in await _services(request).principals.list_users()
+        for row, grants in await services_of(request).principals.list_users()
     ]
 
 
 @users.api_route("/delete", methods=["POST", "DELETE"])
 async def delete_user(name: str, request: Request, principal: PrincipalDep) -> dict[str, str]:
     auth.require_admin(principal, "delete users")
-    await _services(request).principals.delete_user(name)
+    await services_of(request).principals.delete_user(name)
     return {"deleted": name}
 
 
@@ -187,5 +181,5 @@ async def grant(body: Grant, request: Request, principal: PrincipalDep) -> dict[
     """Set a user's permissions on a feed (or on every feed when ``feed`` is null)."""
     auth.require_admin(principal, "grant permissions")
     permissions = parse_permissions(body.permissions)
-    await _services(request).principals.grant(body.user, body.feed, permissions)
+    await services_of(request).principals.grant(body.user, body.feed, permissions)
     return {"user": body.user, "feed": body.feed, "permissions": sorted(permissions)}

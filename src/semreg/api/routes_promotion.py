@@ -11,27 +11,22 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from semreg.api import auth
+from semreg.api.state import services_of
 from semreg.domain.digest import parse_digest
 from semreg.domain.errors import RequestInvalid
 from semreg.domain.names import RepoPath, parse_reference, parse_repo_path, parse_tag
-from semreg.domain.permissions import Permission, Principal
+from semreg.domain.permissions import Permission
 from semreg.domain.promotion import PromotionRecord
-from semreg.services.container import Services
 from semreg.services.promotion import PromotionRequest
 
 promotions = APIRouter(prefix="/api/promotions", tags=["promotions"])
 containers = APIRouter(prefix="/api/containers", tags=["containers"])
-PrincipalDep = Annotated[Principal, Depends(auth.api_principal)]
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+PrincipalDep = auth.PrincipalDep
 
 
 class PromotionIn(BaseModel):
@@ -124,7 +119,7 @@ async def promote(request: Request, principal: PrincipalDep) -> PromotionOut:
     to_version = parse_tag(body.toVersion) if body.toVersion else version
     auth.require_feed(principal, body.fromFeed, Permission.VIEW)
     auth.require_feed(principal, body.toFeed, Permission.PROMOTE)
-    record = await _services(request).promotions.promote(
+    record = await services_of(request).promotions.promote(
         PromotionRequest(source, version, body.toFeed, to_version, body.comments),
         actor=principal.name,
     )
@@ -144,7 +139,7 @@ async def list_promotions(
         auth.require_feed(principal, feed, Permission.VIEW)
     elif principal.is_anonymous:
         raise auth.refuse(principal, "list promotions")
-    records = await _services(request).promotions.history(feed, package, version)
+    records = await services_of(request).promotions.history(feed, package, version)
     visible = [
         r
         for r in records
@@ -172,7 +167,7 @@ async def create_tag(
     auth.require_feed(principal, feed, Permission.ADD)
     if force:
         auth.require_feed(principal, feed, Permission.DELETE)
-    result, digest = await _services(request).promotions.create_tag(
+    result, digest = await services_of(request).promotions.create_tag(
         path, reference, tag, force, principal.name
     )
     body = {"result": result, "tag": tag.name, "digest": str(digest)}
@@ -186,7 +181,7 @@ async def delete_tag(
     """Delete a tag; the image stays (and a release stays reserved)."""
     path, parsed = _repo(feed, repo), parse_tag(tag)
     auth.require_feed(principal, feed, Permission.DELETE)
-    await _services(request).promotions.delete_tag(path, parsed, principal.name)
+    await services_of(request).promotions.delete_tag(path, parsed, principal.name)
     return {"result": "Deleted", "tag": tag}
 
 
@@ -197,7 +192,7 @@ async def delete_image(
     """Delete an image by its full digest, with every tag on it."""
     path, parsed = _repo(feed, repo), parse_digest(digest)
     auth.require_feed(principal, feed, Permission.DELETE)
-    await _services(request).manifests.delete(path, parsed)
+    await services_of(request).manifests.delete(path, parsed)
     return {"result": "Deleted", "digest": digest}
 
 
@@ -216,7 +211,7 @@ async def tag_history(
 ) -> list[TagChangeOut]:
     """Explicit tag changes made through this API (retags, forced overwrites, deletions)."""
     auth.require_feed(principal, feed, Permission.VIEW)
-    changes = await _services(request).promotions.tag_history(_repo(feed, repo))
+    changes = await services_of(request).promotions.tag_history(_repo(feed, repo))
     return [
         TagChangeOut(
             tag=c.tag,

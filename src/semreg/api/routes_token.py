@@ -12,13 +12,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from semreg.api.auth import basic_credentials, service_name
+from semreg.api.state import services_of
 from semreg.domain.errors import RequestInvalid
 from semreg.domain.scopes import Access, parse_scope
-from semreg.services.container import Services
 
 
 async def issue_token(request: Request) -> Response:
-    services: Services = request.app.state.services
+    services = services_of(request)
     ours = service_name(request)
     asked = request.query_params.get("service")
     if asked and asked != ours:

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Match, Route
 
 from semreg.api import auth
 from semreg.api import responses as r
+from semreg.api.state import services_of
 from semreg.domain import mediatypes as mt
 from semreg.domain.digest import DEFAULT_ALGORITHM, HEX_LENGTH, Digest, parse_digest
 from semreg.domain.errors import (
@@ -28,14 +29,8 @@ from semreg.domain.errors import (
 )
 from semreg.domain.inventory import StoredManifest
 from semreg.domain.names import RepoPath, parse_reference, parse_repo_path, parse_tag
-from semreg.services.container import Services
 
 _ACCEPT_ANY: Final = frozenset({"*/*", "application/*", "application/json"})
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 def _refuse_escaped_slash(request: Request) -> None:
@@ -80,7 +75,7 @@ async def catalog(request: Request) -> Response:
     principal = await auth.catalog_principal(request)
     n, last = r.parse_page(request)
     limit = r.MAX_PAGE if n is None else n
-    page = await _services(request).manifests.catalog(last, limit, principal.viewable_feeds())
+    page = await services_of(request).manifests.catalog(last, limit, principal.viewable_feeds())
     headers = {}
     if page.more and page.items:
         headers["Link"] = r.next_link("/v2/_catalog", limit, page.items[-1])
@@ -111,7 +106,7 @@ def _manifest_headers(stored: StoredManifest) -> dict[str, str]:
 async def get_manifest(request: Request) -> Response:
     path = await _authorized(request, "pull")
     reference = parse_reference(request.path_params["reference"])
-    services = _services(request)
+    services = services_of(request)
     stored = await services.manifests.find(path, reference)
     if not _acceptable(request, stored.media_type):
         raise ManifestUnknown(
@@ -130,7 +125,7 @@ async def put_manifest(request: Request) -> Response:
     path = await _authorized(request, "push")
     reference = parse_reference(request.path_params["reference"])
     extra_tags = [parse_tag(t) for t in request.query_params.getlist("tag")]
-    services = _services(request)
+    services = services_of(request)
     announced = r.announced_length(request)
     if announced is not None:
         services.manifests.check_size(announced)
@@ -155,7 +150,7 @@ async def put_manifest(request: Request) -> Response:
 async def delete_manifest(request: Request) -> Response:
     path = await _authorized(request, "delete")
     reference = parse_reference(request.path_params["reference"])
-    await _services(request).manifests.delete(path, reference)
+    await services_of(request).manifests.delete(path, reference)
     return Response(status_code=202)
 
 
@@ -165,7 +160,7 @@ async def delete_manifest(request: Request) -> Response:
 async def get_blob(request: Request) -> Response:
     path = await _authorized(request, "pull")
     digest = parse_digest(request.path_params["digest"])
-    services = _services(request)
+    services = services_of(request)
     size = await services.blobs.stat(path, digest)
     headers = {
         "Docker-Content-Digest": str(digest),
@@ -190,7 +185,7 @@ async def get_blob(request: Request) -> Response:
 async def delete_blob(request: Request) -> Response:
     path = await _authorized(request, "delete")
     digest = parse_digest(request.path_params["digest"])
-    await _services(request).blobs.delete(path, digest)
+    await services_of(request).blobs.delete(path, digest)
     return Response(status_code=202)
 
 
@@ -217,7 +212,7 @@ def _upload_status(path: RepoPath, upload_id: str, size: int, status: int) -> Re
 
 async def start_upload(request: Request) -> Response:
     path, query = await _authorized(request, "push"), request.query_params
-    blobs = _services(request).blobs
+    blobs = services_of(request).blobs
     if "mount" in query:
         digest = _digest_param(request, "mount")
         source = parse_repo_path(query["from"]) if query.get("from") else None
@@ -245,7 +240,7 @@ async def start_upload(request: Request) -> Response:
 
 async def upload_status(request: Request) -> Response:
     path, upload_id = await _authorized(request, "push"), request.path_params["upload_id"]
-    session = await _services(request).blobs.get_upload(path, upload_id)
+    session = await services_of(request).blobs.get_upload(path, upload_id)
     return _upload_status(path, upload_id, session.size, 204)
 
 
@@ -253,7 +248,7 @@ async def patch_upload(request: Request) -> Response:
     path, upload_id = await _authorized(request, "push"), request.path_params["upload_id"]
     span = r.parse_content_range(request.headers.get("content-range"))
     start, length = span if span is not None else (None, None)
-    size = await _services(request).blobs.append(
+    size = await services_of(request).blobs.append(
         path, upload_id, r.body_chunks(request), start, length
     )
     return _upload_status(path, upload_id, size, 202)
@@ -266,13 +261,13 @@ async def finish_upload(request: Request) -> Response:
     start, length = span if span is not None else (None, None)
     has_body = r.announced_length(request) != 0 or "transfer-encoding" in request.headers
     chunks = r.body_chunks(request) if has_body else None
-    await _services(request).blobs.finish(path, upload_id, digest, chunks, start, length)
+    await services_of(request).blobs.finish(path, upload_id, digest, chunks, start, length)
     return _blob_created(path, digest)
 
 
 async def cancel_upload(request: Request) -> Response:
     path, upload_id = await _authorized(request, "push"), request.path_params["upload_id"]
-    await _services(request).blobs.cancel(path, upload_id)
+    await services_of(request).blobs.cancel(path, upload_id)
     return Response(status_code=204)
 
 
@@ -282,7 +277,7 @@ async def cancel_upload(request: Request) -> Response:
 async def list_tags(request: Request) -> Response:
     path = await _authorized(request, "pull")
     n, last = r.parse_page(request)
-    page = await _services(request).manifests.tags(path, last, n)
+    page = await services_of(request).manifests.tags(path, last, n)
     headers = {}
     if n is not None and page.more and page.items:
         headers["Link"] = r.next_link(f"/v2/{path}/tags/list", n, page.items[-1])
@@ -293,7 +288,7 @@ async def referrers(request: Request) -> Response:
     path = await _authorized(request, "pull")
     subject = parse_digest(request.path_params["digest"])
     artifact_type = request.query_params.get("artifactType") or None
-    found = await _services(request).manifests.referrers(path, subject, artifact_type)
+    found = await services_of(request).manifests.referrers(path, subject, artifact_type)
     index = {
         "schemaVersion": 2,
         "mediaType": mt.OCI_INDEX,

@@ -7,21 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from semreg.domain.permissions import Permission, SystemApi
-from semreg.metadata.repo import IntegrityConflict
+from semreg.metadata.repo import IntegrityConflict, dialect_insert, now_utc
 from semreg.metadata.schema import api_keys, auth_failures, feeds, user_permissions, users
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +67,7 @@ async def create_user(
                 name=name,
                 password_hash=password_hash,
                 system_apis=sorted(system_apis),
-                created_at=_now(),
+                created_at=now_utc(),
             )
             .returning(*users.c)
         )
@@ -194,7 +189,7 @@ async def create_api_key(
             system_apis=sorted(system_apis),
             user_id=user_id,
             expires_at=expires_at,
-            created_at=_now(),
+            created_at=now_utc(),
         )
         .returning(api_keys.c.id)
     )
@@ -231,15 +226,16 @@ async def count_api_keys(conn: AsyncConnection) -> int:
 
 async def recent_failures(conn: AsyncConnection, subject: str, window: timedelta) -> int:
     query = sa.select(auth_failures.c.failures).where(
-        auth_failures.c.subject == subject, auth_failures.c.window_start > _now() - window
+        auth_failures.c.subject == subject, auth_failures.c.window_start > now_utc() - window
     )
     return int((await conn.execute(query)).scalar_one_or_none() or 0)
 
 
 async def record_failure(conn: AsyncConnection, subject: str, window: timedelta) -> None:
-    now = _now()
-    module = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = module.insert(auth_failures).values(subject=subject, failures=1, window_start=now)
+    now = now_utc()
+    statement = dialect_insert(conn, auth_failures).values(
+        subject=subject, failures=1, window_start=now
+    )
     expired = auth_failures.c.window_start <= now - window
     await conn.execute(
         statement.on_conflict_do_update(

@@ -42,11 +42,11 @@ class IntegrityConflict(Exception):
     """A unique or foreign key was violated (usually a concurrent writer won)."""
 
 
-def _now() -> datetime:
+def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
+def dialect_insert(conn: AsyncConnection, table: sa.Table) -> Any:
     """A dialect insert that supports ``on_conflict_do_nothing``/``do_update``."""
     module = postgresql if conn.dialect.name == "postgresql" else sqlite
     return module.insert(table)
@@ -85,7 +85,7 @@ async def create_feed(
                 feed_type=feed_type,
                 active=active,
                 description=description,
-                created_at=_now(),
+                created_at=now_utc(),
                 container_versioning=policy.versioning,
                 permitted_tags=list(policy.permitted),
                 anonymous_view=anonymous_view,
@@ -162,8 +162,8 @@ async def find_repository(conn: AsyncConnection, feed: Feed, name: str) -> Repos
 async def ensure_repository(conn: AsyncConnection, feed: Feed, name: str) -> Repository:
     """The repository, created on first use (concurrent creators agree on one row)."""
     await conn.execute(
-        _insert(conn, repositories)
-        .values(feed_id=feed.id, name=name, full_name=f"{feed.name}/{name}", created_at=_now())
+        dialect_insert(conn, repositories)
+        .values(feed_id=feed.id, name=name, full_name=f"{feed.name}/{name}", created_at=now_utc())
         .on_conflict_do_nothing()
     )
     found = await find_repository(conn, feed, name)
@@ -203,16 +203,16 @@ async def list_repositories(
 
 async def record_blob(conn: AsyncConnection, digest: Digest, size: int) -> None:
     await conn.execute(
-        _insert(conn, blobs)
-        .values(digest=str(digest), size=size, created_at=_now())
+        dialect_insert(conn, blobs)
+        .values(digest=str(digest), size=size, created_at=now_utc())
         .on_conflict_do_nothing()
     )
 
 
 async def link_blob(conn: AsyncConnection, repository_id: int, digest: Digest) -> None:
     await conn.execute(
-        _insert(conn, repository_blobs)
-        .values(repository_id=repository_id, digest=str(digest), created_at=_now())
+        dialect_insert(conn, repository_blobs)
+        .values(repository_id=repository_id, digest=str(digest), created_at=now_utc())
         .on_conflict_do_nothing()
     )
 
@@ -395,9 +395,9 @@ async def set_tag(
     kind: str = "client",
     origin: TagOrigin = TagOrigin.PUSH,
 ) -> None:
-    now = _now()
+    now = now_utc()
     values = {"manifest_id": manifest_id, "updated_at": now, "kind": kind, "origin": str(origin)}
-    statement = _insert(conn, tags).values(repository_id=repository_id, name=tag, **values)
+    statement = dialect_insert(conn, tags).values(repository_id=repository_id, name=tag, **values)
     await conn.execute(
         statement.on_conflict_do_update(
             index_elements=[tags.c.repository_id, tags.c.name], set_=values
@@ -491,7 +491,7 @@ def _upload(row: sa.Row[Any]) -> UploadSession:
 
 
 async def create_upload(conn: AsyncConnection, upload_id: str, repository_id: int) -> None:
-    now = _now()
+    now = now_utc()
     await conn.execute(
         uploads.insert().values(
             id=upload_id, repository_id=repository_id, size=0, created_at=now, updated_at=now
@@ -513,7 +513,7 @@ async def claim_upload(
     conn: AsyncConnection, upload_id: str, size: int, token: str, stale_after: timedelta
 ) -> bool:
     """Take the writer lease if the upload is ``size`` bytes long and nobody else writes it."""
-    now = _now()
+    now = now_utc()
     result = await conn.execute(
         uploads.update()
         .where(
@@ -530,7 +530,7 @@ async def renew_upload_lease(conn: AsyncConnection, upload_id: str, token: str) 
     await conn.execute(
         uploads.update()
         .where(uploads.c.id == upload_id, uploads.c.lease_token == token)
-        .values(lease_at=_now())
+        .values(lease_at=now_utc())
     )
 
 
@@ -540,7 +540,7 @@ async def release_upload(
     """Drop the lease, recording ``new_size`` when the write completed; False if it was lost."""
     values: dict[str, Any] = {"lease_token": None, "lease_at": None}
     if new_size is not None:
-        values |= {"size": new_size, "updated_at": _now()}
+        values |= {"size": new_size, "updated_at": now_utc()}
     result = await conn.execute(
         uploads.update()
         .where(uploads.c.id == upload_id, uploads.c.lease_token == token)
@@ -585,9 +585,11 @@ async def upsert_release(
         "minor": str(version.minor),
         "stable": version.is_stable,
         "sort_key": version.sort_key,
-        "pushed_at": _now(),
+        "pushed_at": now_utc(),
     }
-    statement = _insert(conn, releases).values(repository_id=repository_id, tag=tag, **values)
+    statement = dialect_insert(conn, releases).values(
+        repository_id=repository_id, tag=tag, **values
+    )
     # A re-push of the same digest keeps the original push time.
     keep_time = sa.case(
         (releases.c.digest == statement.excluded.digest, releases.c.pushed_at),
@@ -618,8 +620,8 @@ async def retire_release(conn: AsyncConnection, repository_id: int, tag: str) ->
         releases.delete().where(releases.c.repository_id == repository_id, releases.c.tag == tag)
     )
     await conn.execute(
-        _insert(conn, retired_releases)
-        .values(repository_id=repository_id, tag=tag, digest=digest, retired_at=_now())
+        dialect_insert(conn, retired_releases)
+        .values(repository_id=repository_id, tag=tag, digest=digest, retired_at=now_utc())
         .on_conflict_do_nothing()
     )
     return True
@@ -731,7 +733,7 @@ async def record_promotion(
             digest=str(digest),
             comments=comments,
             actor=actor,
-            promoted_at=_now(),
+            promoted_at=now_utc(),
         )
         .returning(*promotions.c)
     )
@@ -790,7 +792,7 @@ async def record_tag_change(
             new_digest=str(new) if new else None,
             action=action,
             actor=actor,
-            at=_now(),
+            at=now_utc(),
         )
     )
 
