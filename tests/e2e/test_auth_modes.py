@@ -277,3 +277,42 @@ def test_api_takes_a_token_as_its_principal_in_principal_mode(principal_mode, pr
     token = get_docker_token(PACKAGE, s.to_feed, "pull", s.api_key, s.base_url)
     assert token is not None
     assert_api_acts_as_principal(s, token)
+
+
+def test_repackage_container_image_runs_verbatim_in_principal_mode(principal_mode, principal_admin):
+    """RepackageContainerImage from the ProGet page: promote, then GET and PUT the manifest,
+    all with one token obtained for ``pull`` on the target feed."""
+    from_feed, to_feed = create_feed(principal_admin), create_feed(principal_admin)
+    image = make_image(layers=2, seed=unique("repackage"), docker=True)
+    push_image(principal_admin, f"{from_feed}/{PACKAGE}", image, "3.4.1-rc.4")
+    user, _ = create_user(principal_admin)
+    grant(principal_admin, user, from_feed, "view")
+    grant(principal_admin, user, to_feed, "view", "add", "promote")
+    api_key = create_key(principal_admin, type="personal", user=user)
+    base = principal_mode.url
+
+    bearer_token = get_docker_token(PACKAGE, to_feed, "pull", api_key, base)
+    assert bearer_token is not None
+    # Invoke-WebRequest -Method POST -Body $postBody (a hashtable: a form body).
+    promoted = httpx.post(
+        f"{base}/api/promotions/promote",
+        data={
+            "packageName": PACKAGE,
+            "groupName": "",
+            "version": "3.4.1-rc.4",
+            "fromFeed": from_feed,
+            "toFeed": to_feed,
+            "comments": "Promoted by automation",
+        },
+        headers={"Authorization": f"Bearer {bearer_token}"},
+    )
+    assert promoted.status_code == 200, promoted.text
+    manifest = get_manifest(base, to_feed, PACKAGE, "3.4.1-rc.4", bearer_token)
+    assert manifest.status_code == 200
+    put = put_manifest(base, to_feed, PACKAGE, "3.4.1", bearer_token, manifest.content)
+    assert put.status_code == 201, put.text
+    assert principal_admin.get(f"/v2/{to_feed}/{PACKAGE}/manifests/3.4.1").content == image.manifest
+    history = principal_admin.get("/api/promotions/list", params={"feed": to_feed}).json()
+    assert [(h["version"], h["comments"]) for h in history] == [
+        ("3.4.1-rc.4", "Promoted by automation")
+    ]
