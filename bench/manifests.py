@@ -79,8 +79,11 @@ async def _put_all(
     bodies: list[bytes],
     workers: int,
     seconds: float,
+    tags: list[str] | None = None,
 ) -> Rate:
+    """PUT ``bodies[n]`` by ``tags[n]`` (default ``1.0.<n>``) until all are sent or time is up."""
     limit = len(bodies)
+    tags = tags or [f"1.0.{n}" for n in range(limit)]
     latencies: list[float] = []
     finished: list[float] = []
     next_number = 0
@@ -94,14 +97,16 @@ async def _put_all(
             next_number += 1
             started = time.perf_counter()
             response = await client.put(
-                f"/v2/{repo}/manifests/1.0.{number}",
+                f"/v2/{repo}/manifests/{tags[number]}",
                 content=bodies[number],
                 headers={"Content-Type": OCI_MANIFEST},
             )
             finished.append(time.perf_counter())
             latencies.append(finished[-1] - started)
             if response.status_code != 201:
-                raise RuntimeError(f"PUT manifest: {response.status_code} {response.text}")
+                raise RuntimeError(
+                    f"PUT manifest {tags[number]}: {response.status_code} {response.text}"
+                )
 
     async with httpx.AsyncClient(
         base_url=base_url, timeout=60, limits=limits, headers=headers
@@ -141,10 +146,28 @@ def run_put(
         push_blob(client, repo, config)
         push_blob(client, repo, layer)
     bodies = [manifest(config, layer, n) for n in range(limit)]
-    with CpuMeter(pid) as meter:
-        rate = asyncio.run(_put_all(base_url, repo, headers, bodies, workers, seconds))
-    rate.cpu = meter.use
+    rate = put_many(base_url, pid, repo, headers, bodies, None, workers, seconds)
     return rate, "1.0.0"
+
+
+def put_many(
+    base_url: str,
+    pid: int,
+    repo: str,
+    headers: dict[str, str],
+    bodies: list[bytes],
+    tags: list[str] | None,
+    workers: int,
+    seconds: float,
+) -> Rate:
+    """PUT ``bodies`` by ``tags`` (default ``1.0.<n>``) with ``workers`` clients, metered.
+
+    The blobs the manifests reference must be in ``repo`` already.
+    """
+    with CpuMeter(pid) as meter:
+        rate = asyncio.run(_put_all(base_url, repo, headers, bodies, workers, seconds, tags))
+    rate.cpu = meter.use
+    return rate
 
 
 async def _get_all(

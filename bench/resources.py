@@ -1,5 +1,9 @@
 """What a figure cost: server RSS sampled every 50 ms, and CPU time split by who spent it.
 
+The server is a process tree: ``semreg serve --workers N`` is uvicorn's supervisor with the N
+worker processes (and multiprocessing's resource tracker) as its children, so memory and CPU are
+always taken over the process and all its descendants.
+
 ``CpuMeter`` tells how much CPU the server, the benchmark client (this process and the children
 it waited for, e.g. ``wrk``) and everything else on the machine used while a figure ran. The
 "other" share is the honest caveat on a shared machine: figures taken while other work ran
@@ -42,18 +46,27 @@ def _tree(pid: int) -> list[psutil.Process]:
     return [process, *process.children(recursive=True)]
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process and its children, in bytes (0 once it is gone)."""
-    total = 0
+def rss_each(pid: int) -> list[int]:
+    """Resident memory of a process and of each of its descendants, in bytes ([] once gone).
+
+    With ``semreg serve --workers N`` these are uvicorn's supervisor, multiprocessing's resource
+    tracker and the N workers.
+    """
+    sizes = []
     try:
         for process in _tree(pid):
             try:
-                total += process.memory_info().rss
+                sizes.append(process.memory_info().rss)
             except psutil.NoSuchProcess:
                 continue
     except psutil.NoSuchProcess:
-        return 0
-    return total
+        return []
+    return sizes
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its children together, in bytes (0 once it is gone)."""
+    return sum(rss_each(pid))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -82,18 +95,27 @@ def _busy() -> float:
 
 
 class RssSampler:
-    """Samples ``rss_bytes(pid)`` every ``INTERVAL`` seconds in a thread; keeps the peak."""
+    """Samples ``rss_each(pid)`` every ``INTERVAL`` seconds in a thread; keeps the peaks.
+
+    ``peak``: of the process tree together; ``peak_process``: of its largest single process;
+    ``processes``: the most processes seen in one sample.
+    """
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.peak = 0
+        self.peak_process = 0
+        self.processes = 0
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes(self.pid))
+            sizes = rss_each(self.pid)
+            self.peak = max(self.peak, sum(sizes))
+            self.peak_process = max(self.peak_process, max(sizes, default=0))
+            self.processes = max(self.processes, len(sizes))
             self.samples += 1
             self._stop.wait(INTERVAL)
 

@@ -2,7 +2,8 @@
 
 Targets, one after the other on the same machine with the same client code:
 semreg on SQLite; semreg on PostgreSQL with ``--postgres [URL]`` or ``SEMREG_TEST_DATABASE_URL``
-(a throw-away database is created and dropped); the CNCF reference registry (Debian's
+(a throw-away database is created and dropped), each with ``--workers N`` worker processes
+(default 1); the CNCF reference registry (Debian's
 ``docker-registry``, installed with apt-get when missing and allowed), skipped with a note when
 it cannot be had. Every server listens on 127.0.0.1 and uses a temporary data folder.
 """
@@ -19,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import blobs, manifests, memory
+from bench import blobs, manifests, memory, versioning
 from bench.content import MiB
 from bench.report import Report, loadavg, machine
 from bench.resources import DROP_CACHES
@@ -31,7 +32,7 @@ from bench.targets import (
     ensure_debian_package,
 )
 
-FIGURES = ("blobs", "manifests", "memory")
+FIGURES = ("blobs", "manifests", "memory", "versioning")
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
@@ -46,6 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also measure semreg on PostgreSQL (default: SEMREG_TEST_DATABASE_URL)",
     )
     parser.add_argument("--no-sqlite", action="store_true", help="skip semreg on SQLite")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="semreg serve --workers N (uvicorn worker processes sharing the database)",
+    )
     parser.add_argument(
         "--no-compare", action="store_true", help="skip the docker-registry comparison"
     )
@@ -71,6 +79,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--get-count", type=int, default=50_000, help="manifest GET cap (httpx)")
     parser.add_argument("--get-seconds", type=float, default=10, help="manifest GET time cap")
     parser.add_argument("--get-connections", type=int, default=16)
+    parser.add_argument(
+        "--versioning-small", type=int, default=100, help="releases in the small repository"
+    )
+    parser.add_argument(
+        "--versioning-large", type=int, default=10_000, help="releases in the large repository"
+    )
+    parser.add_argument(
+        "--versioning-count", type=int, default=1000, help="new releases measured per repository"
+    )
+    parser.add_argument(
+        "--versioning-fill-seconds",
+        type=float,
+        default=600,
+        help="time cap for filling both repositories",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="parent of the temp folders")
     parser.add_argument("--json", type=Path, default=None, help="also write raw figures here")
     return parser.parse_args(argv)
@@ -206,20 +229,91 @@ def bench_memory(target: Target, args: argparse.Namespace, report: Report) -> No
     for phase in figures.phases:
         row = f"(5) peak RSS, {phase.name} {_mib(size)} [MiB]"
         text = (
-            f"{phase.peak / MiB:.1f} ({phase.how}, {phase.samples} samples, {phase.seconds:.1f} s)"
+            f"{phase.peak / MiB:.1f} ({phase.how}, {phase.samples} samples, {phase.seconds:.1f} s"
         )
+        if phase.processes > 1:
+            text += f"; {phase.processes} processes, largest {phase.peak_process / MiB:.1f}"
+        text += ")"
         report.add(row, target.label, text, phase.peak)
         _show(report, row, target)
-    verdict = "under" if figures.peak < memory.BUDGET_BYTES else "OVER"
+
+    def verdict(peak: int) -> str:
+        return f"{peak / 1e6:.1f} MB: {'under' if peak < memory.BUDGET_BYTES else 'OVER'}"
+
     row = "(5) peak RSS vs 150 MB budget"
-    report.add(row, target.label, f"{figures.peak / 1e6:.1f} MB: {verdict}", figures.peak)
+    text = verdict(figures.peak)
+    if figures.processes > 1:
+        text += f" (all {figures.processes} processes; largest {verdict(figures.peak_process)})"
+    report.add(row, target.label, text, figures.peak)
     _show(report, row, target)
+
+
+def _fill(fill: versioning.Fill) -> str:
+    text = f"{fill.per_second:,.0f}/s ({fill.pushed:,} in {fill.seconds:.1f} s)"
+    if fill.pushed < fill.wanted:
+        text += f" [fill time cap: only {fill.pushed:,} of {fill.wanted:,}]"
+    if len(fill.blocks) > 1:
+        text += (
+            f"; first/last {versioning.BLOCK:,}: {fill.blocks[0]:,.0f}/{fill.blocks[-1]:,.0f} per s"
+        )
+    return text
+
+
+def bench_versioning(target: Target, args: argparse.Namespace, report: Report) -> None:
+    if not target.has_feeds:
+        return  # Container Versioning is semreg's
+    small, large = args.versioning_small, args.versioning_large
+    small_repo = target.repository(f"bench/releases-{small}", versioning=True)
+    feed = small_repo.split("/", 1)[0]
+    large_repo = f"{feed}/bench/releases-{large}"
+    print(
+        f"  versioning: filling {small:,} and {large:,} releases ({args.put_workers} workers, "
+        f"cap {args.versioning_fill_seconds:.0f} s), then PUT up to {args.versioning_count:,} "
+        f"new releases in {args.put_seconds:.0f} s into each ...",
+        flush=True,
+    )
+    figures = versioning.run(
+        target.url,
+        target.pid,
+        small_repo,
+        large_repo,
+        target.registry_headers,
+        small,
+        large,
+        args.versioning_count,
+        args.put_workers,
+        args.put_seconds,
+        args.versioning_fill_seconds,
+    )
+    for wanted, fill in ((small, figures.small_fill), (large, figures.large_fill)):
+        row = f"(6) fill to {wanted:,} releases [PUT/s]"
+        value = {
+            "per_second": round(fill.per_second, 1),
+            "pushed": fill.pushed,
+            "blocks": [round(b, 1) for b in fill.blocks],
+        }
+        report.add(row, target.label, _fill(fill), value)
+        _show(report, row, target)
+    measured = [
+        (f"(6) manifest PUT/s into {small:,} releases ({args.put_workers} workers)", figures.small),
+        (f"(6) manifest PUT/s into {large:,} releases ({args.put_workers} workers)", figures.large),
+    ]
+    for row, rate in measured:
+        report.add(row, target.label, _rate(rate), round(rate.per_second, 1))
+        _show(report, row, target)
+    row = f"(6) PUT/s ratio, {large:,} / {small:,} releases"
+    report.add(row, target.label, f"{figures.ratio:.2f}", round(figures.ratio, 3))
+    _show(report, row, target)
+    for row, rate in measured:
+        text, value = _cpu_per_request(rate)
+        report.add(row.replace("/s", "", 1) + ": server CPU", target.label, text, value, "cpu")
 
 
 RUNNERS: dict[str, Callable[[Target, argparse.Namespace, Report], None]] = {
     "blobs": bench_blobs,
     "manifests": bench_manifests,
     "memory": bench_memory,
+    "versioning": bench_versioning,
 }
 
 
@@ -267,10 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     parent = args.workdir or Path(tempfile.gettempdir())
     plans: list[Callable[[Path], Target]] = []
     if not args.no_sqlite:
-        plans.append(lambda d: SemregTarget(d, "sqlite"))
+        plans.append(lambda d: SemregTarget(d, "sqlite", workers=args.workers))
     if args.postgres:
         url = args.postgres
-        plans.append(lambda d: SemregTarget(d, "postgresql", url))
+        plans.append(lambda d: SemregTarget(d, "postgresql", url, workers=args.workers))
     if not args.no_compare:
         if not DockerRegistryTarget.available():
             ok, why = ensure_debian_package(DOCKER_REGISTRY, "docker-registry", not args.no_install)

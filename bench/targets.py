@@ -92,15 +92,30 @@ class Target:
 
 
 class SemregTarget(Target):
-    """``semreg serve`` through tests.server.ServerProcess (access log off)."""
+    """``semreg serve [--workers N]`` through tests.server.ServerProcess (access log off).
+
+    With ``workers`` > 1 uvicorn's supervisor process starts N worker processes (its children)
+    that share the database and the blob folder; ``pid`` is the supervisor's, and the resource
+    figures count it together with all its children.
+    """
 
     has_feeds = True
 
-    def __init__(self, workdir: Path, backend: str = "sqlite", pg_admin_url: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        backend: str = "sqlite",
+        pg_admin_url: str = "",
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(workdir)
         self.backend = backend
         self.pg_admin_url = pg_admin_url
-        self.label = f"semreg ({backend})"
+        self.workers = workers
+        self.env = env or {}  # extra server environment (SEMREG_...)
+        plural = "s" if workers > 1 else ""
+        self.label = f"semreg ({backend}, {workers} worker{plural})"
         self.database: PostgresDatabase | None = None
         self.server: ServerProcess | None = None
 
@@ -124,8 +139,21 @@ class SemregTarget(Target):
             database_url = self.database.url
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
-        self.server = ServerProcess(data, database_url).start()
+        args = ("--workers", str(self.workers)) if self.workers > 1 else ()
+        self.server = ServerProcess(data, database_url, args=args, **self.env).start()
+        if self.workers > 1:
+            self._wait_for_workers()
         return self
+
+    def _wait_for_workers(self) -> None:
+        """Wait until every worker process has started its app (the first answers sooner)."""
+        assert self.server is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.server.log().count("Application startup complete") >= self.workers:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.workers} workers did not start: {self.log_tail()}")
 
     def stop(self) -> None:
         if self.server is not None:
