@@ -9,6 +9,9 @@ Imports: sqlalchemy, stdlib.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,13 +20,32 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+_BUSY_TIMEOUT_SECONDS = 30
 _SQLITE_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
+    f"PRAGMA busy_timeout={_BUSY_TIMEOUT_SECONDS * 1000}",
     # WAL + NORMAL: atomic and consistent; the last commits may be lost on power failure only.
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=30000",
 )
+
+
+def _enable_wal(path: str) -> None:
+    """Put the database file in WAL mode (a persistent setting), before any pool connects.
+
+    Switching a file to WAL needs it to itself, and SQLite answers "database is locked" at once,
+    without waiting, while another process holds it: which happens when several processes
+    (``serve --workers N``) start on a new file together. So: retry for a while.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=_BUSY_TIMEOUT_SECONDS)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -45,6 +67,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
     """An async engine for ``url`` with the per-dialect setup this project relies on."""
     if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            _enable_wal(path)
         engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=10)
         _configure_sqlite(engine)
         return engine

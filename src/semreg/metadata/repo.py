@@ -341,19 +341,28 @@ async def find_manifest_in(
     conn: AsyncConnection, path: RepoPath, reference: Digest | Tag
 ) -> StoredManifest | None:
     """A manifest by feed, repository and tag or digest in one query (active feeds only)."""
-    joined = manifests.join(repositories, manifests.c.repository_id == repositories.c.id).join(
-        feeds, repositories.c.feed_id == feeds.c.id
-    )
-    query = sa.select(manifests).where(
-        feeds.c.name == path.feed,
-        feeds.c.active.is_(True),
-        repositories.c.name == path.repo,
+    # The repository's id as a scalar subquery: every lookup below is then an equality on a
+    # unique key, so the plan stays two index probes even while the planner's statistics are
+    # stale (a repository that just received thousands of manifests, before autoanalyze).
+    repository_id = (
+        sa.select(repositories.c.id)
+        .join(feeds, repositories.c.feed_id == feeds.c.id)
+        .where(
+            feeds.c.name == path.feed,
+            feeds.c.active.is_(True),
+            repositories.c.name == path.repo,
+        )
+        .scalar_subquery()
     )
     if isinstance(reference, Digest):
-        query = query.select_from(joined).where(manifests.c.digest == str(reference))
+        query = sa.select(manifests).where(
+            manifests.c.repository_id == repository_id, manifests.c.digest == str(reference)
+        )
     else:
-        query = query.select_from(joined.join(tags, (tags.c.manifest_id == manifests.c.id))).where(
-            tags.c.repository_id == repositories.c.id, tags.c.name == reference.name
+        query = (
+            sa.select(manifests)
+            .select_from(tags.join(manifests, tags.c.manifest_id == manifests.c.id))
+            .where(tags.c.repository_id == repository_id, tags.c.name == reference.name)
         )
     row = (await conn.execute(query)).first()
     return _manifest(row) if row else None
