@@ -284,6 +284,7 @@ def bench_versioning(target: Target, args: argparse.Namespace, report: Report) -
         args.put_workers,
         args.put_seconds,
         args.versioning_fill_seconds,
+        target.vacuum,
     )
     for wanted, fill in ((small, figures.small_fill), (large, figures.large_fill)):
         row = f"(6) fill to {wanted:,} releases [PUT/s]"
