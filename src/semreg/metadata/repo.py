@@ -161,6 +161,9 @@ async def find_repository(conn: AsyncConnection, feed: Feed, name: str) -> Repos
 
 async def ensure_repository(conn: AsyncConnection, feed: Feed, name: str) -> Repository:
     """The repository, created on first use (concurrent creators agree on one row)."""
+    found = await find_repository(conn, feed, name)
+    if found is not None:  # the common case: one statement
+        return found
     await conn.execute(
         dialect_insert(conn, repositories)
         .values(feed_id=feed.id, name=name, full_name=f"{feed.name}/{name}", created_at=now_utc())
