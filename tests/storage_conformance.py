@@ -453,3 +453,28 @@ def test_modified_at_is_when_the_bytes_were_written(store: BlobStore) -> None:
     run(store.delete(digest))
     with pytest.raises(ObjectMissing):
         run(store.modified_at(digest))
+
+
+def uploads_listed(store: BlobStore) -> dict[str, Any]:
+    async def collect() -> dict[str, Any]:
+        return {upload_id: written async for upload_id, written in store.iter_uploads()}
+
+    return run(collect())
+
+
+def test_iter_uploads_lists_each_upload_with_its_last_write(store: BlobStore) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    before = datetime.now(UTC) - timedelta(seconds=2)
+    first, second = new_upload(store), new_upload(store)
+    append(store, second, 0, b"some bytes")
+    # A small blob stored directly leaves no upload behind.
+    run(store.put_bytes(compute_digest(b"direct"), b"direct"))
+    listed = uploads_listed(store)
+    assert set(listed) == {first, second}
+    for written in listed.values():
+        assert before <= written <= datetime.now(UTC) + timedelta(seconds=2)
+        assert written.tzinfo is not None
+    run(store.delete_upload(first))
+    run(store.commit_upload(second, compute_digest(b"some bytes"), 10))
+    assert uploads_listed(store) == {}

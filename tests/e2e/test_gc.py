@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
+import time
+import uuid
 from pathlib import Path
 
 from tests.factories import make_image, random_bytes
@@ -75,3 +78,36 @@ def test_gc_keeps_young_bytes(registry, client, feed):
     client.delete(f"/v2/{feed}/young/blobs/{orphan}")
     gc(registry)  # default grace: one hour
     assert blob_file(registry, orphan).exists()
+
+
+def test_gc_removes_upload_bytes_no_session_owns(registry, client, repo):
+    # A process stopped between writing an upload's folder and recording its session leaves
+    # bytes nothing owns. gc removes them once idle for the upload TTL, and nothing else.
+    uploads = registry.data_dir / "uploads"
+    old = time.time() - 2 * 24 * 3600
+
+    def orphan(upload_id: str, written: float) -> Path:
+        folder = uploads / upload_id
+        folder.mkdir(parents=True)
+        (folder / "data").write_bytes(b"half a layer")
+        os.utime(folder / "data", (written, written))
+        return folder
+
+    stale, young = orphan(str(uuid.uuid4()), old), orphan(str(uuid.uuid4()), time.time())
+    # A live session whose bytes were last written long ago is still owned: kept.
+    live = client.post(f"/v2/{repo}/blobs/uploads/")
+    assert live.status_code == 202
+    live_folder = uploads / live.headers["Docker-Upload-UUID"]
+    os.utime(live_folder / "data", (old, old))
+
+    assert "would delete" in gc(registry, "--dry-run")
+    assert stale.exists()
+
+    gc(registry)  # default upload TTL: one day
+    assert not stale.exists()
+    assert young.exists()
+    assert live_folder.exists()
+    data = random_bytes(1000)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    finished = client.put(live.headers["Location"], params={"digest": digest}, content=data)
+    assert finished.status_code == 201

@@ -566,6 +566,10 @@ async def delete_upload(conn: AsyncConnection, upload_id: str) -> bool:
     return bool(result.rowcount)
 
 
+async def list_upload_ids(conn: AsyncConnection) -> list[str]:
+    return list((await conn.execute(sa.select(uploads.c.id))).scalars())
+
+
 async def list_stale_uploads(conn: AsyncConnection, older_than: datetime) -> list[str]:
     query = sa.select(uploads.c.id).where(uploads.c.updated_at < older_than)
     return list((await conn.execute(query)).scalars())

@@ -72,9 +72,20 @@ class GarbageCollector:
     async def _abandoned_uploads(self, idle_since: datetime, dry_run: bool) -> int:
         async with self.db.read() as conn:
             stale = await repo.list_stale_uploads(conn, idle_since)
+            known = set(await repo.list_upload_ids(conn))
         if not dry_run:
             for upload_id in stale:
                 async with self.db.write() as conn:
                     await repo.delete_upload(conn, upload_id)
                 await self.store.delete_upload(upload_id)
-        return len(stale)
+        # Bytes with no session: a process that stopped between creating an upload's bytes and
+        # recording it. The same idle time protects an upload being started right now.
+        orphans = [
+            upload_id
+            async for upload_id, written in self.store.iter_uploads()
+            if upload_id not in known and written < idle_since
+        ]
+        if not dry_run:
+            for upload_id in orphans:
+                await self.store.delete_upload(upload_id)
+        return len(stale) + len(orphans)

@@ -102,3 +102,7 @@ class BlobStore(Protocol):
     async def delete_upload(self, upload_id: str) -> None:
         """Drop an upload's bytes; an absent upload is not an error."""
         ...
+
+    def iter_uploads(self) -> AsyncIterator[tuple[str, datetime]]:
+        """Every upload's id with when its bytes were last written, in no particular order."""
+        ...

@@ -227,3 +227,23 @@ class FilesystemBlobStore:
                 directory.rmdir()
 
         await anyio.to_thread.run_sync(remove)
+
+    async def iter_uploads(self) -> AsyncIterator[tuple[str, datetime]]:
+        def scan() -> list[tuple[str, datetime]]:
+            found: list[tuple[str, datetime]] = []
+            base = self.root / layout.uploads_prefix()
+            if not base.is_dir():
+                return found
+            for directory in base.iterdir():
+                if not layout.is_upload_id(directory.name):
+                    continue  # scratch files of put_bytes
+                data = directory / "data"
+                try:
+                    written = (data if data.exists() else directory).stat().st_mtime
+                except FileNotFoundError:
+                    continue  # removed while we looked
+                found.append((directory.name, datetime.fromtimestamp(written, UTC)))
+            return found
+
+        for item in await anyio.to_thread.run_sync(scan):
+            yield item

@@ -28,6 +28,10 @@ def blob_prefix() -> str:
     return "blobs"
 
 
+def uploads_prefix() -> str:
+    return "uploads"
+
+
 def is_upload_id(upload_id: str) -> bool:
     return bool(_UPLOAD_ID.fullmatch(upload_id))
 
@@ -35,7 +39,7 @@ def is_upload_id(upload_id: str) -> bool:
 def upload_dir(upload_id: str) -> str:
     if not is_upload_id(upload_id):
         raise ValueError("malformed upload id")
-    return f"uploads/{upload_id}"
+    return f"{uploads_prefix()}/{upload_id}"
 
 
 def upload_key(upload_id: str) -> str:

@@ -19,6 +19,7 @@ class MemoryBlobStore:
         self.blobs: dict[Digest, bytes] = {}
         self.written: dict[Digest, datetime] = {}
         self.uploads: dict[str, bytearray] = {}
+        self.upload_written: dict[str, datetime] = {}
 
     async def stat(self, digest: Digest) -> int:
         return len(await self.read_bytes(digest))
@@ -56,6 +57,7 @@ class MemoryBlobStore:
 
     async def create_upload(self, upload_id: str) -> None:
         self.uploads[upload_id] = bytearray()
+        self.upload_written[upload_id] = datetime.now(UTC)
 
     def _upload(self, upload_id: str) -> bytearray:
         try:
@@ -78,6 +80,7 @@ class MemoryBlobStore:
             data += chunk
             if hasher is not None:
                 hasher.update(chunk)
+        self.upload_written[upload_id] = datetime.now(UTC)
         return len(data)
 
     async def upload_size(self, upload_id: str) -> int:
@@ -102,6 +105,12 @@ class MemoryBlobStore:
             self.written[digest] = datetime.now(UTC)
         finally:
             self.uploads.pop(upload_id, None)
+            self.upload_written.pop(upload_id, None)
 
     async def delete_upload(self, upload_id: str) -> None:
         self.uploads.pop(upload_id, None)
+        self.upload_written.pop(upload_id, None)
+
+    async def iter_uploads(self) -> AsyncIterator[tuple[str, datetime]]:
+        for upload_id in list(self.uploads):
+            yield upload_id, self.upload_written[upload_id]
