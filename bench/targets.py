@@ -7,7 +7,6 @@ names start with a feed, the reference registry has no feeds.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import re
@@ -23,16 +22,6 @@ from tests import server as test_server
 from tests.server import PostgresDatabase, ServerProcess, free_port
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
-
-
-async def _execute(dsn: str, statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 class Target:
@@ -179,8 +168,7 @@ class SemregTarget(Target):
         """
         if self.database is None:
             return ""
-        url = self.database.url.replace("postgresql+asyncpg://", "postgresql://")
-        asyncio.run(_execute(url, "VACUUM ANALYZE"))
+        self.database.execute("VACUUM ANALYZE")
         return "VACUUM ANALYZE"
 
     def stop(self) -> None:

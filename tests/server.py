@@ -31,10 +31,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _pg(statement: str) -> None:
+async def _pg(statement: str, url: str = "") -> None:
+    """Run one statement on ``url`` (default: the admin database), outside a transaction."""
     import asyncpg
 
-    dsn = PG_ADMIN_URL.replace("postgresql+asyncpg://", "postgresql://")
+    dsn = (url or PG_ADMIN_URL).replace("postgresql+asyncpg://", "postgresql://")
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(statement)
@@ -50,6 +51,10 @@ class PostgresDatabase:
         asyncio.run(_pg(f'CREATE DATABASE "{self.name}"'))
         base = PG_ADMIN_URL.rsplit("/", 1)[0]
         self.url = f"{base}/{self.name}"
+
+    def execute(self, statement: str) -> None:
+        """Run one statement in this database (``VACUUM`` too: not in a transaction)."""
+        asyncio.run(_pg(statement, self.url))
 
     def drop(self) -> None:
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))

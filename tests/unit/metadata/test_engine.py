@@ -31,25 +31,6 @@ def test_a_new_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:
     assert asyncio.run(_pragmas(url)) == ("wal", 30000, 1)
 
 
-def test_engines_starting_together_on_a_new_file_all_get_wal(tmp_path: Path) -> None:
-    # Processes started together (serve --workers N) open a new file at once and migrate it.
-    # One connection switching the file to WAL while another holds it is refused by SQLite
-    # at once ("database is locked", no busy wait): before the retry this failed about one
-    # time in twelve.
-    async def start_together(url: str) -> list[str]:
-        engines = [create_engine(url) for _ in range(3)]
-        try:
-            await asyncio.gather(*(upgrade(engine) for engine in engines))
-            return [(await _mode(engine)) for engine in engines]
-        finally:
-            for engine in engines:
-                await engine.dispose()
-
-    for attempt in range(20):
-        url = f"sqlite+aiosqlite:///{tmp_path / f'semreg-{attempt}.db'}"
-        assert asyncio.run(start_together(url)) == ["wal"] * 3
-
-
 async def _mode(engine: AsyncEngine) -> str:
     async with engine.connect() as conn:
         return str((await conn.execute(sa.text("PRAGMA journal_mode"))).scalar_one())
@@ -73,8 +54,9 @@ def _open_and_migrate(url: str, start: Any, results: Any) -> None:
 
 
 def test_processes_starting_together_on_a_new_file_all_get_wal(tmp_path: Path) -> None:
-    # The same, as separate processes switching the file at the same instant: the loser of
-    # the switch is answered "database is locked" at once and must retry.
+    # Processes started together (serve --workers N) switch a new file to WAL at the same
+    # instant: SQLite answers the loser "database is locked" at once, without waiting, so the
+    # engine must retry (without the retry, one run of this test in three failed).
     context = multiprocessing.get_context("fork")
     for attempt in range(16):
         url = f"sqlite+aiosqlite:///{tmp_path / f'process-{attempt}.db'}"
