@@ -89,7 +89,7 @@ def bearer_token(request: Request) -> str | None:
 
 async def _principal_of_token(request: Request, token: VerifiedToken) -> Principal:
     principal = await services_of(request).tokens.principal_for_ref(
-        token.principal_kind, token.principal_id
+        token.principal_kind, token.principal_id, token.principal_nonce
     )
     if principal is None:
         raise Unauthorized("the key or user this token was issued to no longer exists")
@@ -140,11 +140,21 @@ async def require(request: Request, path: RepoPath, action: str) -> None:
         # Bad or expired credentials: the challenge says which scope to ask for again.
         raise Unauthorized(exc.message, {**exc.detail, "scope": scope}) from exc
     if caller is not None and caller.principal is None and caller.token is not None:
-        if allows(caller.token.access, REPOSITORY, str(path), action):
+        if not allows(caller.token.access, REPOSITORY, str(path), action):
+            raise Denied(
+                f"the token does not grant {action} on {path}; request a token for scope {scope}",
+                {"scope": scope, "insufficient_scope": True},
+            )
+        # The token's principal must still exist and still hold the permission: a revoked key,
+        # a deleted user or a withdrawn permission ends its tokens within seconds.
+        try:
+            current = await _principal_of_token(request, caller.token)
+        except Unauthorized as exc:
+            raise Unauthorized(exc.message, {"scope": scope}) from exc
+        if current.may(path.feed, ACTION_PERMISSION[action]):
             return
         raise Denied(
-            f"the token does not grant {action} on {path}; request a token for scope {scope}",
-            {"scope": scope, "insufficient_scope": True},
+            f"{current.name} may no longer {action} in feed {path.feed!r}", {"scope": scope}
         )
     principal = (
         caller.principal if caller is not None else await services_of(request).tokens.anonymous()
