@@ -20,6 +20,8 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
+from semreg.metadata.schema import UTCDateTime, name_type
+
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
@@ -71,27 +73,85 @@ def _principals_postgresql() -> None:
         op.alter_column(table, "nonce", nullable=False)
 
 
+def _principal_tables() -> None:
+    """``users`` and ``api_keys`` as of this revision, ids never reused (SQLite AUTOINCREMENT)."""
+    op.create_table(
+        "users",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", name_type(64), nullable=False),
+        sa.Column("password_hash", sa.String(255), nullable=False),
+        sa.Column("system_apis", sa.JSON, nullable=True),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("nonce", sa.String(32), nullable=False),
+        sa.UniqueConstraint("name", name="uq_users_name"),
+        sqlite_autoincrement=True,
+    )
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("key_hash", sa.String(64), nullable=False),
+        sa.Column("prefix", sa.String(16), nullable=False),
+        sa.Column("type", sa.String(16), nullable=False),
+        sa.Column("display_name", sa.String(200), nullable=True),
+        sa.Column("description", sa.Text, nullable=True),
+        sa.Column("feed_id", sa.Integer, nullable=True),
+        sa.Column("permissions", sa.JSON, nullable=True),
+        sa.Column("system_apis", sa.JSON, nullable=True),
+        sa.Column("user_id", sa.Integer, nullable=True),
+        sa.Column("expires_at", UTCDateTime, nullable=True),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("nonce", sa.String(32), nullable=False),
+        sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+        sa.ForeignKeyConstraint(
+            ["feed_id"], ["feeds.id"], ondelete="CASCADE", name="fk_api_keys_feed_id_feeds"
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], ondelete="CASCADE", name="fk_api_keys_user_id_users"
+        ),
+        sqlite_autoincrement=True,
+    )
+
+
 def _principals_sqlite() -> None:
-    op.execute("CREATE TEMP TABLE keep_user_permissions AS SELECT * FROM user_permissions")
-    op.execute(f"CREATE TEMP TABLE keep_api_keys AS SELECT {_KEY_COLUMNS} FROM api_keys")  # noqa: S608
-    op.execute("DELETE FROM user_permissions")
-    op.execute("DELETE FROM api_keys")
-    for table in ("users", "api_keys"):
-        with op.batch_alter_table(
-            table, recreate="always", table_kwargs={"sqlite_autoincrement": True}
-        ) as batch:
-            batch.add_column(sa.Column("nonce", sa.String(32), nullable=False, server_default=""))
-        with op.batch_alter_table(table) as batch:
-            batch.alter_column("nonce", server_default=None)
-    _add_nonces("users")
+    # Dropping a table that rows refer to would cascade to them: every row of the three tables
+    # is set aside first, and put back into the new tables with its id.
+    for table in ("users", "api_keys", "user_permissions"):
+        op.execute(f"CREATE TEMP TABLE keep_{table} AS SELECT * FROM {table}")  # noqa: S608
+    for table in ("user_permissions", "api_keys", "users"):
+        op.execute(f"DELETE FROM {table}")  # noqa: S608
+    op.drop_index("ix_user_permissions_user_id", "user_permissions")
+    op.drop_table("user_permissions")
+    op.drop_table("api_keys")
+    op.drop_table("users")
+    _principal_tables()
+    op.create_table(
+        "user_permissions",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("user_id", sa.Integer, nullable=False),
+        sa.Column("feed_id", sa.Integer, nullable=True),
+        sa.Column("permissions", sa.JSON, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_user_permissions"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], ondelete="CASCADE", name="fk_user_permissions_user_id_users"
+        ),
+        sa.ForeignKeyConstraint(
+            ["feed_id"], ["feeds.id"], ondelete="CASCADE", name="fk_user_permissions_feed_id_feeds"
+        ),
+    )
+    op.create_index("ix_user_permissions_user_id", "user_permissions", ["user_id"])
+    op.execute(
+        "INSERT INTO users (id, name, password_hash, system_apis, created_at, nonce) "
+        "SELECT id, name, password_hash, system_apis, created_at, '' FROM keep_users"
+    )
     op.execute(
         f"INSERT INTO api_keys ({_KEY_COLUMNS}, nonce) "  # noqa: S608
         f"SELECT {_KEY_COLUMNS}, '' FROM keep_api_keys"
     )
-    _add_nonces("api_keys")
     op.execute("INSERT INTO user_permissions SELECT * FROM keep_user_permissions")
-    op.execute("DROP TABLE keep_user_permissions")
-    op.execute("DROP TABLE keep_api_keys")
+    for table in ("users", "api_keys", "user_permissions"):
+        op.execute(f"DROP TABLE keep_{table}")  # noqa: S608
+    _add_nonces("users")
+    _add_nonces("api_keys")
 
 
 def upgrade() -> None:
