@@ -33,6 +33,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     _deadline: asyncio.TimerHandle | None = None
     _header_bytes: int = 0
     _in_headers: bool = False
+    _too_large: bool = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -44,15 +45,36 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        # Counted only while a request's headers are still incomplete after this data (the chunk
-        # that completes them may carry body bytes too).
+        # Headers still incomplete after this data: count it (httptools buffers an unfinished
+        # header line whole, so an endless one must be cut off here).
         if self._in_headers and not self.transport.is_closing():
-            self._header_bytes += len(data)
-            if self._header_bytes > self.max_header_bytes:
-                self._disarm()
-                body = _TOO_LARGE_BODY
-                self.transport.write(_TOO_LARGE % (len(body), body))
-                self.transport.close()
+            self._count(len(data), raising=False)
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._count(len(name) + len(value) + 4)
+
+    def _count(self, size: int, *, raising: bool = True) -> None:
+        self._header_bytes += size
+        if self._header_bytes <= self.max_header_bytes or self._too_large:
+            return
+        self._too_large = True
+        if raising:
+            # From a parser callback: httptools stops and uvicorn calls send_400_response.
+            raise ValueError("request headers too large")
+        self.send_400_response("request headers too large")
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._too_large:
+            super().send_400_response(msg)
+            return
+        self._disarm()
+        self.transport.write(_TOO_LARGE % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
+        self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
