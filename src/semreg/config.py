@@ -105,6 +105,13 @@ class AuthSettings(_Section):
         return value
 
 
+class TestingSettings(_Section):
+    # Fault-injection tests only: die with SIGKILL at the crash_after-th visit of this point
+    # (semreg.crashpoints.POINTS). Never set in production.
+    crash_point: str | None = None
+    crash_after: int = Field(default=1, ge=1)
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = True
@@ -127,6 +134,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
+    testing: TestingSettings = TestingSettings()
 
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> Settings:

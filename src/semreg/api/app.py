@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from semreg import crashpoints
 from semreg.api import (
     errors,
     routes_api,
@@ -171,6 +172,8 @@ def create_app_from_environment() -> FastAPI:
 def create_app(settings: Settings) -> FastAPI:
     """The semreg ASGI application for ``settings``."""
     configure_logging(settings.log.level)
+    if settings.testing.crash_point:
+        crashpoints.arm(settings.testing.crash_point, settings.testing.crash_after)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -116,6 +116,10 @@ def gc(
     from semreg.storage.factory import open_blob_store
 
     settings = _load(config, data_dir=data)
+    if settings.testing.crash_point:
+        from semreg import crashpoints
+
+        crashpoints.arm(settings.testing.crash_point, settings.testing.crash_after)
 
     async def collect() -> GcReport:
         engine = create_engine(settings.database_url)

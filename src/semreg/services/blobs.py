@@ -28,6 +28,7 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from semreg import crashpoints
 from semreg.domain.digest import DEFAULT_ALGORITHM, Digest, Hasher, new_hasher
 from semreg.domain.errors import (
     BlobUnknown,
@@ -221,6 +222,7 @@ class BlobService:
             await self._discard_part(writing)
             raise await self._lost(session)
         self._continue_hash(session, final, hasher)
+        crashpoints.reach("upload.recorded")
         return session.size + written
 
     async def _write_part(
@@ -239,6 +241,7 @@ class BlobService:
             if version is None:
                 raise await self._lost(session)
             writing.version, writing.recorded = version, True
+            crashpoints.reach("upload.checkpointed")
 
         try:
             written = await self.store.write_part(
@@ -301,12 +304,14 @@ class BlobService:
         if not self._trusted(upload_id, parts, digest, hasher, last):
             hasher = None
         await self._publish(upload_id, parts, digest, hasher)
+        crashpoints.reach("upload.published")
         async with self.db.write() as conn:
             await self._confirm_published(conn, upload_id, parts, digest, hasher)
             await repo.record_blob(conn, digest, sum(p.size for p in parts))
             await repo.link_blob(conn, session.repository_id, digest)
             if not await uploads.delete_upload(conn, upload_id, version):
                 raise await self._lost(session)
+            crashpoints.reach("upload.finishing")
         self._hashes.pop(upload_id, None)
         await self.store.delete_upload(upload_id)
 
@@ -373,11 +378,13 @@ class BlobService:
                     f"the uploaded bytes have digest {exc.actual}, not {digest}",
                     {"expected": str(digest), "actual": str(exc.actual)},
                 ) from exc
+            crashpoints.reach("upload.published")
             async with self.db.write() as conn:
                 repository = await lookup.ensure_repository(conn, path)
                 await self._confirm_published(conn, scratch, parts, digest, hasher)
                 await repo.record_blob(conn, digest, size)
                 await repo.link_blob(conn, repository.id, digest)
+                crashpoints.reach("upload.finishing")
         finally:
             await self.store.delete_upload(scratch)
 

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from semreg import crashpoints
 from semreg.metadata import collection, digest_locks, uploads
 from semreg.metadata.engine import Database
 from semreg.storage.base import BlobStore, ObjectMissing
@@ -64,6 +65,7 @@ class GarbageCollector:
                     # Deleted while the lock is held: a writer that waits for it then finds the
                     # bytes gone and stores them again.
                     await self.store.delete(digest)
+                    crashpoints.reach("gc.deleting")
                     await collection.forget_blob(conn, digest)
             deleted += 1
             freed += size

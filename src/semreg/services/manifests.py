@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from semreg import crashpoints
 from semreg.domain.digest import Digest
 from semreg.domain.errors import (
     DigestInvalid,
@@ -97,6 +98,7 @@ class ManifestService:
             dict.fromkeys([*extra_tags, *([reference] if isinstance(reference, Tag) else [])])
         )
         await self.store.put_bytes(manifest.digest, body)
+        crashpoints.reach("manifest.stored")
         async with self.db.write() as conn:
             repository = await lookup.ensure_repository(conn, path)
             await repo.lock_repository(conn, repository.id)
@@ -112,6 +114,7 @@ class ManifestService:
                 conn, repository.id, _to_stored(manifest), _references(manifest)
             )
             await versioning.apply_tags(conn, repository, stored.id, manifest.digest, decisions)
+            crashpoints.reach("manifest.committing")
         self._bytes.put(manifest.digest, body)
         subject = manifest.subject.digest if manifest.subject else None
         return PutResult(manifest.digest, subject, tags)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from semreg import crashpoints
 from semreg.domain.digest import Digest
 from semreg.domain.errors import Conflict, ManifestUnknown
 from semreg.domain.inventory import Repository, StoredManifest
@@ -114,7 +115,7 @@ class PromotionService:
             await versioning.write_tags(
                 conn, target, promoted.id, root.digest, tags, TagOrigin.PROMOTION
             )
-            return await repo.record_promotion(
+            record = await repo.record_promotion(
                 conn,
                 from_feed=request.source.feed,
                 to_feed=request.to_feed,
@@ -125,6 +126,8 @@ class PromotionService:
                 comments=request.comments,
                 actor=actor,
             )
+            crashpoints.reach("promotion.committing")
+            return record
 
     async def history(
         self,

@@ -10,6 +10,7 @@ Imports: domain, metadata.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -38,8 +39,15 @@ KEY_PREFIX: Final = "semreg_"
 ISSUER: Final = "semreg"
 ALGORITHM: Final = "HS256"
 _hasher = PasswordHasher()
-# Verified against when the user does not exist, so both paths cost the same.
-_DUMMY_HASH: Final = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so both paths cost the same (made on
+    first use: hashing takes a few hundred milliseconds, which every process start paid)."""
+    return _hasher.hash(secrets.token_hex(16))
+
+
 _PROOF_KEY: Final = secrets.token_bytes(32)
 _PRINCIPAL_CACHE_SIZE: Final = 4096
 _VERIFIED_CACHE_SIZE: Final = 4096
@@ -239,7 +247,7 @@ class TokenService:
         return principal
 
     async def _check_password(self, user: store.UserRow | None, password: str) -> Principal | None:
-        encoded = user.password_hash if user is not None else _DUMMY_HASH
+        encoded = user.password_hash if user is not None else _dummy_hash()
         try:
             ok: bool = await asyncio.to_thread(_hasher.verify, encoded, password)
         except (VerificationError, InvalidHashError):

@@ -27,6 +27,7 @@ from typing import BinaryIO, Final
 
 import anyio.to_thread
 
+from semreg import crashpoints
 from semreg.domain.digest import Digest, Hasher, compute_digest, new_hasher
 from semreg.domain.errors import InsufficientStorage
 from semreg.storage import layout
@@ -258,6 +259,7 @@ class FilesystemBlobStore:
                     written += len(batch)
                     since_checkpoint += len(batch)
                     batch = bytearray()
+                    crashpoints.reach("upload.write")
                     if checkpoint is not None and since_checkpoint >= checkpoint_bytes > 0:
                         await anyio.to_thread.run_sync(_sync, handle)
                         await checkpoint(written)

@@ -149,7 +149,7 @@ def _principals_sqlite() -> None:
     )
     op.execute("INSERT INTO user_permissions SELECT * FROM keep_user_permissions")
     for table in ("users", "api_keys", "user_permissions"):
-        op.execute(f"DROP TABLE keep_{table}")  # noqa: S608
+        op.execute(f"DROP TABLE keep_{table}")
     _add_nonces("users")
     _add_nonces("api_keys")
 
