@@ -119,6 +119,8 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
         code, message = e.ErrorCode.UNSUPPORTED, f"{request.method} is not supported on this path"
     elif exc.status_code == 404:
         code, message = e.ErrorCode.UNSUPPORTED, f"no endpoint at {request.url.path}"
+    elif 400 <= exc.status_code < 500:  # a body FastAPI or Starlette could not parse
+        code, message = e.ErrorCode.REQUEST_INVALID, str(exc.detail)
     else:
         code, message = e.ErrorCode.UNKNOWN, str(exc.detail)
     return JSONResponse(
