@@ -27,10 +27,11 @@ from semreg.domain.errors import (
     ManifestUnknown,
     NameInvalid,
     RouteUnknown,
+    TagInvalid,
     Unsupported,
 )
 from semreg.domain.inventory import StoredManifest
-from semreg.domain.names import RepoPath, parse_reference, parse_repo_path, parse_tag
+from semreg.domain.names import Reference, RepoPath, parse_reference, parse_repo_path, parse_tag
 
 _ACCEPT_ANY: Final = frozenset({"*/*", "application/*", "application/json"})
 # Upload ids are what services.blobs hands out (uuid4 text); nothing else reaches SQL or storage.
@@ -121,9 +122,25 @@ def _manifest_headers(stored: StoredManifest) -> dict[str, str]:
     }
 
 
+def _existing_reference(request: Request) -> Reference:
+    """The reference of a manifest GET or HEAD.
+
+    Raises:
+        ManifestUnknown: neither a valid tag nor a digest, so no such manifest exists (as in
+            the reference registry; a PUT still answers TAG_INVALID or DIGEST_INVALID).
+    """
+    text: str = request.path_params["reference"]
+    try:
+        return parse_reference(text)
+    except (TagInvalid, DigestInvalid) as exc:
+        raise ManifestUnknown(
+            f"manifest unknown: {exc.message}", {"reference": text[:140]}
+        ) from exc
+
+
 async def get_manifest(request: Request) -> Response:
     path = await _authorized(request, "pull")
-    reference = parse_reference(request.path_params["reference"])
+    reference = _existing_reference(request)
     services = services_of(request)
     stored = await services.manifests.find(path, reference)
     if not _acceptable(request, stored.media_type):
