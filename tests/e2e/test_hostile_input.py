@@ -126,6 +126,20 @@ def test_content_length_that_is_no_number_is_refused_by_the_http_server(registry
     assert httpx.get(f"{registry.url}/v2/", auth=registry.auth).status_code == 200
 
 
+@pytest.mark.parametrize("value", [b"\x01", b"a\x1fb", b"\x7f", b"a\x00b"])
+def test_control_characters_in_headers_are_refused_by_the_http_server(registry, repo, value):
+    # RFC 9110 field values hold no control characters; uvicorn refuses them before the app.
+    answer = raw_request(
+        registry,
+        f"GET /v2/{repo}/manifests/v1 HTTP/1.1\r\nHost: {registry.host}\r\n".encode()
+        + b"Accept: "
+        + value
+        + b"\r\nConnection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"Traceback" not in answer
+
+
 @pytest.mark.parametrize("listing", ["/v2/_catalog", "/v2/{repo}/tags/list"])
 def test_n_of_thousands_of_digits_is_capped(client, repo, pushed, listing):
     response = client.get(listing.format(repo=repo), params={"n": HUGE})
