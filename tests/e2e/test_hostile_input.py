@@ -439,3 +439,20 @@ def test_a_backtracking_permitted_pattern_is_decided_at_once(client):
         headers={"Content-Type": image.media_type},
     )
     assert response.status_code == 201, response.text
+
+
+# --- credentials -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v2/", "/v2/_auth", "/api/management/feeds/list"])
+def test_a_basic_user_name_with_nul_is_unauthorized(registry, backend, request, path):
+    if backend == "postgresql":
+        # Not this branch's file: services/tokens.py looks the raw name up (and, before the
+        # integrity work, stores it as the failure subject), and PostgreSQL refuses the NUL.
+        # The fix: look up only names that names.is_feed_name accepts. Strict: when it is
+        # fixed, this marker must go.
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="tokens.authenticate: NUL reaches SQL")
+        )
+    response = httpx.get(registry.url + path, auth=("a\x00b", "not-the-password"))
+    assert_refused(response, 401, "UNAUTHORIZED")
