@@ -34,7 +34,7 @@ from tests.conftest import unique
 from tests.oci_errors import assert_documented
 from tests.server import ServerProcess
 
-CASES_PER_OPERATION = 20
+CASES_PER_OPERATION = 12
 CASES: Counter[str] = Counter()
 
 
@@ -157,7 +157,7 @@ def test_corpus(api, method, path, kwargs):
 
 
 @given(st.data())
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_hostile_json_bodies(api, data):
     """What the schema cannot express: integers beyond 4,300 digits, deep nesting, escapes."""
     paths = [o.path for o in api.operations if o.method.upper() == "POST" and o.body]

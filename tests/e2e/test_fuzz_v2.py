@@ -33,7 +33,7 @@ from tests.registry_client import push_image
 from tests.server import ServerProcess
 
 FUZZ = settings(
-    max_examples=100,
+    max_examples=80,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -187,10 +187,12 @@ content_ranges = header_value(
     )
 )  # fmt: skip
 query_keys = ["n", "last", "artifactType", "digest", "mount", "from", "tag", "digest-algorithm"]
+# At most three long values: with a long name, the URL stays under httpx's 64 KiB (and the
+# server's header limit): what is refused there is the HTTP layer's, not a parser's, answer.
 queries = st.dictionaries(
-    st.one_of(st.sampled_from(query_keys), hostile_text),
+    st.one_of(st.sampled_from(query_keys), st.text(max_size=20)),
     st.one_of(number, hostile_text, digests, tags),
-    max_size=4,
+    max_size=3,
 )
 
 
