@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from semreg.domain.manifest import DEFAULT_MAX_REFERENCES
 from semreg.metadata.engine import Database
 from semreg.services.blobs import DEFAULT_CHECKPOINT_BYTES, BlobService
 from semreg.services.feeds import FeedService
@@ -35,13 +36,14 @@ class Services:
         max_manifest_bytes: int,
         auth: AuthConfig,
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
+        max_manifest_references: int = DEFAULT_MAX_REFERENCES,
     ) -> Services:
         return cls(
             db=db,
             store=store,
             feeds=FeedService(db),
             blobs=BlobService(db, store, checkpoint_bytes),
-            manifests=ManifestService(db, store, max_manifest_bytes),
+            manifests=ManifestService(db, store, max_manifest_bytes, max_manifest_references),
             releases=ReleaseService(db),
             tokens=TokenService(db, auth),
             principals=PrincipalService(db),
