@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 import time
@@ -166,11 +167,33 @@ def test_headers_that_trickle_in_are_cut_off(strict):
         assert closed_by_server(kept, 5)
 
 
+def raw_answer(server: ServerProcess, head: bytes) -> tuple[str, dict[str, object]]:
+    """The status line and JSON body of the answer to a hand-written request head."""
+    with socket.create_connection(("127.0.0.1", server.port), 10) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    return status.decode(), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
 def test_oversized_headers_are_refused(strict):
     status = raw_head(strict, ["GET /v2/ HTTP/1.1", "X-Padding: " + "a" * 20_000])
     assert status.startswith("HTTP/1.1 431"), status
+    padded = b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 20_000 + b"\r\n\r\n"
+    status, body = raw_answer(strict, padded)
+    assert status.startswith("HTTP/1.1 431")
+    assert body["errors"][0]["code"] == "UNSUPPORTED"
     with httpx.Client(base_url=strict.url, timeout=10) as http:
         assert http.get("/v2/").status_code == 401
+
+
+def test_a_request_the_parser_refuses_gets_the_oci_envelope(strict):
+    status, body = raw_answer(strict, b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n")
+    assert status.startswith("HTTP/1.1 400"), status
+    assert body["errors"][0]["code"] == "UNSUPPORTED"
+    assert "invalid HTTP request" in body["errors"][0]["message"]
 
 
 def test_a_stalled_upload_gets_408_and_resumes(strict):
