@@ -55,6 +55,8 @@ class ServerSettings(_Section):
     max_api_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     # Connections (and requests in progress) per process beyond this get 503 at once.
     max_connections: int = Field(default=1024, ge=1)
+    # Upload sessions one key or user may have in progress (written within the last hour).
+    max_uploads_per_principal: int = Field(default=1000, ge=1)
     # --- limits on hostile input (issue 9); docs/configuration.md "Limits" ---------------------
     # Descriptors one manifest may list (config + layers) or one index (manifests); each is a
     # parameter of one query, and PostgreSQL takes at most 32,767.

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.auth_helpers import create_feed, create_user, request_token
+from tests.auth_helpers import create_feed, create_user, feed_key, request_token
 from tests.e2e.test_uploads import (
     RawRequest,
     assert_created,
@@ -122,6 +122,7 @@ def strict(database_factory, tmp_path_factory) -> Iterator[ServerProcess]:
         SEMREG_SERVER__MAX_HEADER_BYTES="8192",
         SEMREG_SERVER__MAX_CONNECTIONS="30",
         SEMREG_AUTH__FAILURE_LIMIT="5",
+        SEMREG_SERVER__MAX_UPLOADS_PER_PRINCIPAL="3",
     ).start()
     yield server
     server.stop()
@@ -231,6 +232,29 @@ def test_connections_beyond_the_limit_get_503(strict):
         while http.get("/v2/").status_code == 503:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+
+
+def test_uploads_in_progress_are_limited_per_principal(strict):
+    with httpx.Client(base_url=strict.url, auth=strict.auth, timeout=30) as admin:
+        feed = create_feed(admin)
+        repo = f"{feed}/many"
+        locations = [start_upload(admin, repo) for _ in range(3)]
+        refused = admin.post(f"/v2/{repo}/blobs/uploads/")
+        assert refused.status_code == 429, refused.text
+        assert error_code(refused) == "TOOMANYREQUESTS"
+        assert "limit" in refused.json()["errors"][0]["message"]
+        # Another key has uploads of its own; a monolithic push holds no session at all.
+        other = feed_key(admin, feed, "view", "add")
+        with httpx.Client(base_url=strict.url, auth=("api", other), timeout=30) as http:
+            start_upload(http, repo)
+        blob = content(1000, "monolithic")
+        pushed = admin.post(
+            f"/v2/{repo}/blobs/uploads/", params={"digest": digest_of(blob)}, content=blob
+        )
+        assert pushed.status_code == 201, pushed.text
+        # A finished or cancelled upload frees its place.
+        assert admin.delete(locations[0]).status_code == 204
+        start_upload(admin, repo)
 
 
 # --- password guessing ----------------------------------------------------------------------

@@ -269,7 +269,7 @@ async def start_upload(request: Request) -> Response:
             f"unsupported digest algorithm {algorithm[:40]!r}: use sha256 or sha512",
             {"algorithm": algorithm[:40]},
         )
-    upload_id = await blobs.start_upload(path, algorithm)
+    upload_id = await blobs.start_upload(path, algorithm, await auth.owner(request))
     return _upload_status(path, upload_id, 0, 202)
 
 

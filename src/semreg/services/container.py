@@ -6,7 +6,11 @@ from dataclasses import dataclass
 
 from semreg.domain.manifest import DEFAULT_MAX_REFERENCES
 from semreg.metadata.engine import Database
-from semreg.services.blobs import DEFAULT_CHECKPOINT_BYTES, BlobService
+from semreg.services.blobs import (
+    DEFAULT_CHECKPOINT_BYTES,
+    DEFAULT_MAX_UPLOADS_PER_OWNER,
+    BlobService,
+)
 from semreg.services.feeds import FeedService
 from semreg.services.manifests import ManifestService
 from semreg.services.principals import PrincipalService
@@ -36,13 +40,14 @@ class Services:
         max_manifest_bytes: int,
         auth: AuthConfig,
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
+        max_uploads_per_principal: int = DEFAULT_MAX_UPLOADS_PER_OWNER,
         max_manifest_references: int = DEFAULT_MAX_REFERENCES,
     ) -> Services:
         return cls(
             db=db,
             store=store,
             feeds=FeedService(db),
-            blobs=BlobService(db, store, checkpoint_bytes),
+            blobs=BlobService(db, store, checkpoint_bytes, max_uploads_per_principal),
             manifests=ManifestService(db, store, max_manifest_bytes, max_manifest_references),
             releases=ReleaseService(db),
             tokens=TokenService(db, auth),
