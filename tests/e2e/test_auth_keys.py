@@ -286,10 +286,18 @@ def test_user_lifecycle_and_permissions(client, anonymous_client):
     assert pulled.status_code == 200
     assert pulled.json()["tags"] == ["1.0.0"]
     with httpx.Client(base_url=client.base_url, auth=(user, password), timeout=60) as as_user:
-        push_image(as_user, f"{writable}/app", make_image(1, seed=unique("user")), "2.0.0")
-        # "add" on every feed, but "view" only on one feed.
-        refused = as_user.get(f"/v2/{writable}/app/manifests/2.0.0")
-        assert refused.status_code == 403
+        # "add" on every feed, but "view" only on one feed: a push needs pull as well (decided by
+        # method, as distribution does), so only the feed it may view takes the push.
+        image = make_image(1, seed=unique("user"))
+        push_image(as_user, f"{view_only}/app", image, "2.0.0")
+        assert as_user.get(f"/v2/{view_only}/app/manifests/2.0.0").content == image.manifest
+        for refused in (
+            as_user.post(f"/v2/{writable}/app/blobs/uploads/"),
+            as_user.get(f"/v2/{writable}/app/manifests/2.0.0"),
+        ):
+            assert refused.status_code == 403
+            assert error_code(refused) == "DENIED"
+            assert "may not pull in feed" in refused.json()["errors"][0]["message"]
         deleted = as_user.delete(f"/v2/{view_only}/app/manifests/1.0.0")
         assert deleted.status_code == 403
         assert error_code(deleted) == "DENIED"

@@ -152,6 +152,10 @@ def test_requests_without_credentials_are_challenged(registry, anonymous_client,
         ("POST", f"/v2/{name}/blobs/uploads/", "pull,push"),
         ("PUT", f"/v2/{name}/manifests/1.0.0", "pull,push"),
         ("PATCH", f"/v2/{name}/blobs/uploads/{uuid.uuid4()}", "pull,push"),
+        # By method, as distribution decides: an upload's status is a read, its cancel a delete.
+        ("GET", f"/v2/{name}/blobs/uploads/{uuid.uuid4()}", "pull"),
+        ("PUT", f"/v2/{name}/blobs/uploads/{uuid.uuid4()}", "pull,push"),
+        ("DELETE", f"/v2/{name}/blobs/uploads/{uuid.uuid4()}", "delete"),
         ("DELETE", f"/v2/{name}/manifests/{digest}", "delete"),
         ("DELETE", f"/v2/{name}/blobs/{digest}", "delete"),
     ]

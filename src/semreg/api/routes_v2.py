@@ -49,10 +49,10 @@ def _path(request: Request) -> RepoPath:
     return parse_repo_path(request.path_params["name"])
 
 
-async def _authorized(request: Request, action: str) -> RepoPath:
-    """The repository of the request, once the caller may perform ``action`` on it."""
+async def _authorized(request: Request) -> RepoPath:
+    """The repository of the request, once the caller holds what the request's method needs."""
     path = _path(request)
-    await auth.require(request, path, action)
+    await auth.require(request, path)
     return path
 
 
@@ -104,7 +104,7 @@ def _manifest_headers(stored: StoredManifest) -> dict[str, str]:
 
 
 async def get_manifest(request: Request) -> Response:
-    path = await _authorized(request, "pull")
+    path = await _authorized(request)
     reference = parse_reference(request.path_params["reference"])
     services = services_of(request)
     stored = await services.manifests.find(path, reference)
@@ -122,7 +122,7 @@ async def get_manifest(request: Request) -> Response:
 
 
 async def put_manifest(request: Request) -> Response:
-    path = await _authorized(request, "push")
+    path = await _authorized(request)
     reference = parse_reference(request.path_params["reference"])
     extra_tags = [parse_tag(t) for t in request.query_params.getlist("tag")]
     services = services_of(request)
@@ -148,7 +148,7 @@ async def put_manifest(request: Request) -> Response:
 
 
 async def delete_manifest(request: Request) -> Response:
-    path = await _authorized(request, "delete")
+    path = await _authorized(request)
     reference = parse_reference(request.path_params["reference"])
     await services_of(request).manifests.delete(path, reference)
     return Response(status_code=202)
@@ -158,7 +158,7 @@ async def delete_manifest(request: Request) -> Response:
 
 
 async def get_blob(request: Request) -> Response:
-    path = await _authorized(request, "pull")
+    path = await _authorized(request)
     digest = parse_digest(request.path_params["digest"])
     services = services_of(request)
     size = await services.blobs.stat(path, digest)
@@ -183,7 +183,7 @@ async def get_blob(request: Request) -> Response:
 
 
 async def delete_blob(request: Request) -> Response:
-    path = await _authorized(request, "delete")
+    path = await _authorized(request)
     digest = parse_digest(request.path_params["digest"])
     await services_of(request).blobs.delete(path, digest)
     return Response(status_code=202)
@@ -211,7 +211,7 @@ def _upload_status(path: RepoPath, upload_id: str, size: int, status: int) -> Re
 
 
 async def start_upload(request: Request) -> Response:
-    path, query = await _authorized(request, "push"), request.query_params
+    path, query = await _authorized(request), request.query_params
     blobs = services_of(request).blobs
     if "mount" in query:
         digest = _digest_param(request, "mount")
@@ -239,13 +239,13 @@ async def start_upload(request: Request) -> Response:
 
 
 async def upload_status(request: Request) -> Response:
-    path, upload_id = await _authorized(request, "push"), request.path_params["upload_id"]
+    path, upload_id = await _authorized(request), request.path_params["upload_id"]
     session = await services_of(request).blobs.get_upload(path, upload_id)
     return _upload_status(path, upload_id, session.size, 204)
 
 
 async def patch_upload(request: Request) -> Response:
-    path, upload_id = await _authorized(request, "push"), request.path_params["upload_id"]
+    path, upload_id = await _authorized(request), request.path_params["upload_id"]
     span = r.parse_content_range(request.headers.get("content-range"))
     start, length = span if span is not None else (None, None)
     size = await services_of(request).blobs.append(
@@ -255,7 +255,7 @@ async def patch_upload(request: Request) -> Response:
 
 
 async def finish_upload(request: Request) -> Response:
-    path, upload_id = await _authorized(request, "push"), request.path_params["upload_id"]
+    path, upload_id = await _authorized(request), request.path_params["upload_id"]
     digest = _digest_param(request)
     span = r.parse_content_range(request.headers.get("content-range"))
     start, length = span if span is not None else (None, None)
@@ -266,7 +266,7 @@ async def finish_upload(request: Request) -> Response:
 
 
 async def cancel_upload(request: Request) -> Response:
-    path, upload_id = await _authorized(request, "push"), request.path_params["upload_id"]
+    path, upload_id = await _authorized(request), request.path_params["upload_id"]
     await services_of(request).blobs.cancel(path, upload_id)
     return Response(status_code=204)
 
@@ -275,7 +275,7 @@ async def cancel_upload(request: Request) -> Response:
 
 
 async def list_tags(request: Request) -> Response:
-    path = await _authorized(request, "pull")
+    path = await _authorized(request)
     n, last = r.parse_page(request)
     page = await services_of(request).manifests.tags(path, last, n)
     headers = {}
@@ -285,7 +285,7 @@ async def list_tags(request: Request) -> Response:
 
 
 async def referrers(request: Request) -> Response:
-    path = await _authorized(request, "pull")
+    path = await _authorized(request)
     subject = parse_digest(request.path_params["digest"])
     artifact_type = request.query_params.get("artifactType") or None
     found = await services_of(request).manifests.referrers(path, subject, artifact_type)
