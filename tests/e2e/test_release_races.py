@@ -24,7 +24,7 @@ from tests.factories import Image, make_image
 from tests.registry_client import error_code, push_image, push_manifest
 from tests.server import ServerProcess
 
-ROUNDS = 10
+ROUNDS = 20
 Contender = Callable[[httpx.Client], httpx.Response]
 
 
