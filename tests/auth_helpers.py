@@ -118,6 +118,12 @@ def seed_image(admin: httpx.Client, repository: str, tag: str = "1.0.0", **kwarg
     return push_image(admin, repository, image, tag)
 
 
+def admin_principal_claim(registry) -> object:
+    """The ``pri`` claim of a token the server issues to its full-control key."""
+    with httpx.Client(base_url=registry.url, timeout=60) as http:
+        return claims(token_for(http, auth=registry.auth))["pri"]
+
+
 def signing_key(registry) -> bytes:
     return (registry.data_dir / "token-signing.key").read_bytes().strip()
 
@@ -130,7 +136,8 @@ def forge(
     algorithm: str = "HS256",
     **changes: object,
 ) -> str:
-    """A token as the server would issue it, with ``changes`` (None removes a claim)."""
+    """A token as the server would issue it to its administrator, with ``changes`` (None
+    removes a claim). The principal claim is a real one: the server checks it on every use."""
     now = int(time.time())
     payload: dict[str, object] = {
         "iss": "semreg",
@@ -141,7 +148,7 @@ def forge(
         "exp": now + 300,
         "jti": uuid.uuid4().hex,
         "access": access,
-        "pri": {"kind": "anonymous", "id": None},
+        "pri": admin_principal_claim(registry),
     }
     payload.update(changes)
     payload = {k: v for k, v in payload.items() if v is not None}

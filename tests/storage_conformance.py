@@ -21,7 +21,13 @@ from typing import Any, TypeVar
 import pytest
 
 from semreg.domain.digest import Digest, Hasher, compute_digest, new_hasher
-from semreg.storage.base import BlobStore, DigestMismatch, ObjectMissing, UploadMissing
+from semreg.storage.base import (
+    BlobStore,
+    DigestMismatch,
+    ObjectMissing,
+    UploadMissing,
+    UploadPart,
+)
 
 T = TypeVar("T")
 MIB = 1024 * 1024
@@ -44,10 +50,17 @@ async def _chunks(parts: tuple[bytes, ...]) -> AsyncIterator[bytes]:
         yield part
 
 
-def append(
-    store: BlobStore, upload_id: str, offset: int, *parts: bytes, hasher: Hasher | None = None
-) -> int:
-    return run(store.append_upload(upload_id, offset, _chunks(parts), hasher))
+def write(
+    store: BlobStore,
+    upload_id: str,
+    *chunks: bytes,
+    name: str | None = None,
+    hasher: Hasher | None = None,
+) -> UploadPart:
+    """Write ``chunks`` as a new part; the finished part as the service would record it."""
+    name = name or uuid.uuid4().hex
+    size = run(store.write_part(upload_id, name, _chunks(chunks), hasher))
+    return UploadPart(name, size)
 
 
 def digests(store: BlobStore) -> set[Digest]:
@@ -76,9 +89,8 @@ def put(store: BlobStore, data: bytes, algorithm: str = "sha256") -> Digest:
 
 def assert_upload_gone(store: BlobStore, upload_id: str) -> None:
     with pytest.raises(UploadMissing):
-        run(store.upload_size(upload_id))
-    with pytest.raises(UploadMissing):
-        append(store, upload_id, 0, b"x")
+        write(store, upload_id, b"x")
+    assert upload_id not in uploads_listed(store)
 
 
 # --- blobs -------------------------------------------------------------------------------------
@@ -206,213 +218,224 @@ def test_iter_digests(store: BlobStore) -> None:
 
 def test_iter_digests_ignores_uploads(store: BlobStore) -> None:
     upload_id = new_upload(store)
-    append(store, upload_id, 0, b"in progress")
+    write(store, upload_id, b"in progress")
     assert digests(store) == set()
 
 
 # --- uploads -----------------------------------------------------------------------------------
 
 
-def test_create_upload_is_empty(store: BlobStore) -> None:
-    upload_id = new_upload(store)
-    assert run(store.upload_size(upload_id)) == 0
+def commit(
+    store: BlobStore,
+    upload_id: str,
+    parts: list[UploadPart],
+    data: bytes,
+    hasher: Hasher | None = None,
+) -> Digest:
+    """Commit ``parts``, which hold ``data``, under its digest."""
+    digest = compute_digest(data)
+    run(store.commit_parts(upload_id, parts, digest, hasher))
+    return digest
+
+
+def write_chunked(store: BlobStore, upload_id: str, data: bytes, **kwargs: Any) -> UploadPart:
+    return write(
+        store, upload_id, *[data[i : i + 70_000] for i in range(0, len(data), 70_000)], **kwargs
+    )
 
 
 def test_unknown_upload(store: BlobStore) -> None:
     unknown = str(uuid.uuid4())
     with pytest.raises(UploadMissing):
-        run(store.upload_size(unknown))
+        write(store, unknown, b"data")
     with pytest.raises(UploadMissing):
-        append(store, unknown, 0, b"data")
-    with pytest.raises(UploadMissing):
-        run(store.commit_upload(unknown, compute_digest(b""), 0))
+        run(store.commit_parts(unknown, [UploadPart(uuid.uuid4().hex, 0)], compute_digest(b"")))
 
 
-def test_append_at_zero_and_at_the_end(store: BlobStore) -> None:
-    upload_id = new_upload(store)
-    assert append(store, upload_id, 0, b"hello ") == 6
-    assert run(store.upload_size(upload_id)) == 6
-    assert append(store, upload_id, 6, b"wor", b"ld") == 11
-    assert run(store.upload_size(upload_id)) == 11
-    digest = compute_digest(b"hello world")
-    run(store.commit_upload(upload_id, digest, 11))
-    assert run(store.read_bytes(digest)) == b"hello world"
-
-
-def test_append_nothing(store: BlobStore) -> None:
-    upload_id = new_upload(store)
-    assert append(store, upload_id, 0) == 0
-    assert append(store, upload_id, 0, b"abc") == 3
-    assert append(store, upload_id, 3) == 3
-    assert append(store, upload_id, 3, b"") == 3
-    assert run(store.upload_size(upload_id)) == 3
-
-
-def test_append_below_the_size_drops_the_tail(store: BlobStore) -> None:
-    # A chunk that failed half-way left bytes past the committed offset; the retry overwrites them.
-    upload_id = new_upload(store)
-    append(store, upload_id, 0, b"0123456789")
-    assert append(store, upload_id, 4, b"ab") == 6
-    assert run(store.upload_size(upload_id)) == 6
-    assert append(store, upload_id, 0) == 0
-    assert run(store.upload_size(upload_id)) == 0
-    append(store, upload_id, 0, b"xyz")
-    assert append(store, upload_id, 3, b"!") == 4
-    digest = compute_digest(b"xyz!")
-    run(store.commit_upload(upload_id, digest, 4))
-    assert run(store.read_bytes(digest)) == b"xyz!"
-
-
-def test_append_beyond_the_size(store: BlobStore) -> None:
-    upload_id = new_upload(store)
-    append(store, upload_id, 0, b"abc")
-    with pytest.raises(UploadMissing):
-        append(store, upload_id, 4, b"d")
-    # the upload is unharmed
-    assert run(store.upload_size(upload_id)) == 3
-    assert append(store, upload_id, 3, b"d") == 4
-    run(store.commit_upload(upload_id, compute_digest(b"abcd"), 4))
-
-
-def test_append_many_chunks_of_several_mebibytes(store: BlobStore) -> None:
-    data = pattern(3 * MIB + 333, b"chunks")
-    parts = tuple(data[i : i + 64 * 1024 + 1] for i in range(0, len(data), 64 * 1024 + 1))
+def test_write_part_returns_its_size_and_feeds_the_hasher(store: BlobStore) -> None:
     upload_id = new_upload(store)
     hasher = new_hasher()
-    assert append(store, upload_id, 0, *parts[:20], hasher=hasher) == sum(map(len, parts[:20]))
-    offset = run(store.upload_size(upload_id))
-    assert append(store, upload_id, offset, *parts[20:], hasher=hasher) == len(data)
-    assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
-    digest = compute_digest(data)
-    run(store.commit_upload(upload_id, digest, len(data), hasher))
-    assert read_all(store, digest) == data
-    assert run(store.stat(digest)) == len(data)
-
-
-def test_append_feeds_the_hasher(store: BlobStore) -> None:
-    upload_id = new_upload(store)
-    hasher = new_hasher()
-    append(store, upload_id, 0, b"a", b"b", hasher=hasher)
-    append(store, upload_id, 2, b"c", hasher=hasher)
+    assert write(store, upload_id, b"a", b"bc", b"", hasher=hasher).size == 3
     assert hasher.hexdigest() == hashlib.sha256(b"abc").hexdigest()
+    assert write(store, upload_id).size == 0
 
 
-def test_commit_with_a_running_hasher(store: BlobStore) -> None:
-    data = pattern(5000, b"hasher")
+def test_a_part_name_is_used_once(store: BlobStore) -> None:
     upload_id = new_upload(store)
-    hasher = new_hasher()
-    append(store, upload_id, 0, data[:1234], hasher=hasher)
-    append(store, upload_id, 1234, data[1234:], hasher=hasher)
-    digest = compute_digest(data)
-    run(store.commit_upload(upload_id, digest, len(data), hasher))
-    assert run(store.read_bytes(digest)) == data
-    assert digests(store) == {digest}
-    assert_upload_gone(store, upload_id)
+    name = uuid.uuid4().hex
+    write(store, upload_id, b"first", name=name)
+    with pytest.raises(UploadMissing):
+        write(store, upload_id, b"second", name=name)
+    parts = [UploadPart(name, 5)]
+    assert run(store.commit_parts(upload_id, parts, compute_digest(b"first"))) is None
+    assert run(store.read_bytes(compute_digest(b"first"))) == b"first"
 
 
-def test_commit_without_a_hasher(store: BlobStore) -> None:
-    # Another worker appended the chunks: the store re-hashes the bytes it holds.
-    data = pattern(5000, b"rehash")
+def test_checkpoints_report_durable_sizes_in_order(store: BlobStore) -> None:
+    data = pattern(5 * MIB + 17, b"checkpoints")
     upload_id = new_upload(store)
-    append(store, upload_id, 0, data[:10])
-    append(store, upload_id, 10, data[10:])
-    digest = compute_digest(data)
-    run(store.commit_upload(upload_id, digest, len(data)))
+    seen: list[int] = []
+
+    async def checkpoint(size: int) -> None:
+        seen.append(size)
+
+    chunks = tuple(data[i : i + 300_000] for i in range(0, len(data), 300_000))
+    size = run(store.write_part(upload_id, "a" * 32, _chunks(chunks), None, checkpoint, 2 * MIB))
+    assert size == len(data)
+    assert seen == sorted(seen)
+    assert len(seen) == 2
+    assert all(2 * MIB <= s <= len(data) for s in seen)
+    # A checkpoint's bytes are the data's first bytes: committing that prefix gives them back.
+    digest = compute_digest(data[: seen[0]])
+    run(store.commit_parts(upload_id, [UploadPart("a" * 32, seen[0], closed=False)], digest))
+    assert read_all(store, digest) == data[: seen[0]]
+
+
+def test_a_failing_checkpoint_stops_the_write(store: BlobStore) -> None:
+    upload_id = new_upload(store)
+    sent: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(10):
+            sent.append(i)
+            yield pattern(MIB, bytes([i]))
+
+    async def checkpoint(size: int) -> None:
+        raise LookupError("lost the race")
+
+    with pytest.raises(LookupError):
+        run(store.write_part(upload_id, "b" * 32, chunks(), None, checkpoint, MIB))
+    assert len(sent) < 10
+
+
+def test_commit_one_finished_part(store: BlobStore) -> None:
+    data = pattern(5000, b"one part")
+    upload_id = new_upload(store)
+    part = write_chunked(store, upload_id, data)
+    digest = commit(store, upload_id, [part], data)
     assert run(store.read_bytes(digest)) == data
     assert run(store.stat(digest)) == len(data)
-    assert_upload_gone(store, upload_id)
+    assert digests(store) == {digest}
+
+
+def test_commit_with_a_hasher_that_saw_the_bytes(store: BlobStore) -> None:
+    data = pattern(3 * MIB + 333, b"hasher")
+    upload_id = new_upload(store)
+    hasher = new_hasher()
+    first = write_chunked(store, upload_id, data[:MIB], hasher=hasher)
+    second = write_chunked(store, upload_id, data[MIB:], hasher=hasher)
+    digest = commit(store, upload_id, [first, second], data, hasher)
+    assert read_all(store, digest) == data
+
+
+def test_commit_several_parts_counts_only_their_recorded_bytes(store: BlobStore) -> None:
+    upload_id = new_upload(store)
+    first = write(store, upload_id, b"complete+tail that was never recorded")
+    second = write(store, upload_id, b", second")
+    parts = [UploadPart(first.name, 8, closed=False), second]
+    digest = compute_digest(b"complete, second")
+    run(store.commit_parts(upload_id, parts, digest))
+    assert run(store.read_bytes(digest)) == b"complete, second"
+
+
+def test_commit_an_unfinished_part_publishes_its_recorded_prefix(store: BlobStore) -> None:
+    upload_id = new_upload(store)
+    part = write(store, upload_id, b"durable|later")
+    digest = compute_digest(b"durable")
+    run(store.commit_parts(upload_id, [UploadPart(part.name, 7, closed=False)], digest))
+    assert run(store.read_bytes(digest)) == b"durable"
+    assert run(store.stat(digest)) == 7
 
 
 def test_commit_an_empty_upload(store: BlobStore) -> None:
     upload_id = new_upload(store)
     digest = compute_digest(b"")
-    run(store.commit_upload(upload_id, digest, 0))
+    run(store.commit_parts(upload_id, [], digest))
     assert run(store.stat(digest)) == 0
-    assert_upload_gone(store, upload_id)
+    run(store.commit_parts(upload_id, [write(store, upload_id)], digest))
+    assert run(store.read_bytes(digest)) == b""
 
 
 @pytest.mark.parametrize("with_hasher", [False, True])
-def test_commit_with_the_wrong_digest(store: BlobStore, with_hasher: bool) -> None:
+def test_commit_with_the_wrong_digest_publishes_nothing(
+    store: BlobStore, with_hasher: bool
+) -> None:
     upload_id = new_upload(store)
     hasher = new_hasher() if with_hasher else None
-    append(store, upload_id, 0, b"actual bytes", hasher=hasher)
+    part = write(store, upload_id, b"actual bytes", hasher=hasher)
     claimed = compute_digest(b"other bytes")
     with pytest.raises(DigestMismatch) as info:
-        run(store.commit_upload(upload_id, claimed, 12, hasher))
+        run(store.commit_parts(upload_id, [part], claimed, hasher))
     assert info.value.expected == claimed
     assert info.value.actual == compute_digest(b"actual bytes")
-    for digest in (claimed, compute_digest(b"actual bytes")):
-        with pytest.raises(ObjectMissing):
-            run(store.stat(digest))
     assert digests(store) == set()
-    assert_upload_gone(store, upload_id)
+    # The upload is still there: the right digest commits it.
+    run(store.commit_parts(upload_id, [part], compute_digest(b"actual bytes")))
+    assert run(store.read_bytes(compute_digest(b"actual bytes"))) == b"actual bytes"
 
 
-def test_commit_a_blob_that_already_exists(store: BlobStore) -> None:
+def test_commit_a_part_shorter_than_recorded(store: BlobStore) -> None:
+    upload_id = new_upload(store)
+    part = write(store, upload_id, b"short")
+    for parts in ([UploadPart(part.name, 6)], [UploadPart(part.name, 6, closed=False)]):
+        with pytest.raises(UploadMissing):
+            run(store.commit_parts(upload_id, parts, compute_digest(b"short!")))
+    with pytest.raises(UploadMissing):
+        run(store.commit_parts(upload_id, [UploadPart(uuid.uuid4().hex, 1)], compute_digest(b"s")))
+    assert digests(store) == set()
+
+
+def test_commit_a_blob_that_already_exists_keeps_it(store: BlobStore) -> None:
     data = pattern(777, b"exists")
     digest = put(store, data)
-    upload_id = new_upload(store)
-    append(store, upload_id, 0, data)
-    run(store.commit_upload(upload_id, digest, len(data)))
-    assert run(store.read_bytes(digest)) == data
+    for hasher in (None, new_hasher()):
+        upload_id = new_upload(store)
+        part = write(store, upload_id, data, hasher=hasher)
+        run(store.commit_parts(upload_id, [part], digest, hasher))
+        assert run(store.read_bytes(digest)) == data
     assert digests(store) == {digest}
-    assert_upload_gone(store, upload_id)
-    # and once more through a second upload, with a hasher
+
+
+def test_commit_leaves_the_upload_to_be_deleted_after_the_metadata(store: BlobStore) -> None:
+    # Committing again after the blob was collected meanwhile publishes it again.
     upload_id = new_upload(store)
-    hasher = new_hasher()
-    append(store, upload_id, 0, data, hasher=hasher)
-    run(store.commit_upload(upload_id, digest, len(data), hasher))
-    assert run(store.read_bytes(digest)) == data
-
-
-def test_commit_a_size_shorter_than_the_data(store: BlobStore) -> None:
-    # The bytes of a chunk that failed after the last recorded size are not part of the blob.
-    upload_id = new_upload(store)
-    append(store, upload_id, 0, b"complete", b"+partial tail")
-    digest = compute_digest(b"complete")
-    run(store.commit_upload(upload_id, digest, 8))
-    assert run(store.read_bytes(digest)) == b"complete"
-    assert run(store.stat(digest)) == 8
-    assert read_all(store, digest) == b"complete"
+    part = write(store, upload_id, b"publish twice")
+    digest = commit(store, upload_id, [part], b"publish twice")
+    run(store.delete(digest))
+    assert commit(store, upload_id, [part], b"publish twice") == digest
+    assert run(store.read_bytes(digest)) == b"publish twice"
+    run(store.delete_upload(upload_id))
     assert_upload_gone(store, upload_id)
-
-
-def test_commit_a_size_longer_than_the_data(store: BlobStore) -> None:
-    upload_id = new_upload(store)
-    append(store, upload_id, 0, b"short")
-    with pytest.raises(UploadMissing):
-        run(store.commit_upload(upload_id, compute_digest(b"short"), 6))
-    with pytest.raises(ObjectMissing):
-        run(store.stat(compute_digest(b"short")))
-    assert_upload_gone(store, upload_id)
+    assert run(store.read_bytes(digest)) == b"publish twice"
 
 
 def test_commit_sha512(store: BlobStore) -> None:
     data = pattern(4096, b"upload512")
     digest = compute_digest(data, "sha512")
     upload_id = new_upload(store)
-    append(store, upload_id, 0, data)
-    run(store.commit_upload(upload_id, digest, len(data)))
+    part = write(store, upload_id, data)
+    run(store.commit_parts(upload_id, [part], digest))
     assert run(store.read_bytes(digest)) == data
     upload_id = new_upload(store)
     hasher = new_hasher("sha512")
-    append(store, upload_id, 0, data[:100], data[100:], hasher=hasher)
-    run(store.commit_upload(upload_id, digest, len(data), hasher))
+    parts = [write(store, upload_id, data[:100], hasher=hasher)]
+    parts.append(write(store, upload_id, data[100:], hasher=hasher))
+    run(store.commit_parts(upload_id, parts, digest, hasher))
     assert digests(store) == {digest}
 
 
-def test_upload_size_tracks_appends(store: BlobStore) -> None:
+def test_delete_part(store: BlobStore) -> None:
     upload_id = new_upload(store)
-    sizes = []
-    for i in range(5):
-        append(store, upload_id, i * 3, b"abc")
-        sizes.append(run(store.upload_size(upload_id)))
-    assert sizes == [3, 6, 9, 12, 15]
+    part = write(store, upload_id, b"dropped")
+    run(store.delete_part(upload_id, part.name))
+    run(store.delete_part(upload_id, part.name))
+    with pytest.raises(UploadMissing):
+        run(store.commit_parts(upload_id, [part], compute_digest(b"dropped")))
 
 
 def test_delete_upload_is_idempotent(store: BlobStore) -> None:
     upload_id = new_upload(store)
-    append(store, upload_id, 0, b"data")
+    write(store, upload_id, b"data")
     run(store.delete_upload(upload_id))
     assert_upload_gone(store, upload_id)
     run(store.delete_upload(upload_id))
@@ -420,22 +443,13 @@ def test_delete_upload_is_idempotent(store: BlobStore) -> None:
     assert digests(store) == set()
 
 
-def test_delete_an_empty_upload(store: BlobStore) -> None:
-    upload_id = new_upload(store)
-    run(store.delete_upload(upload_id))
-    assert_upload_gone(store, upload_id)
-
-
 def test_uploads_are_independent(store: BlobStore) -> None:
     first, second = new_upload(store), new_upload(store)
     assert first != second
-    append(store, first, 0, b"first")
-    append(store, second, 0, b"second!")
-    assert run(store.upload_size(first)) == 5
-    assert run(store.upload_size(second)) == 7
+    write(store, first, b"first")
+    part = write(store, second, b"second!")
     run(store.delete_upload(first))
-    assert run(store.upload_size(second)) == 7
-    run(store.commit_upload(second, compute_digest(b"second!"), 7))
+    run(store.commit_parts(second, [part], compute_digest(b"second!")))
     assert run(store.read_bytes(compute_digest(b"second!"))) == b"second!"
     assert_upload_gone(store, first)
 
@@ -467,7 +481,7 @@ def test_iter_uploads_lists_each_upload_with_its_last_write(store: BlobStore) ->
 
     before = datetime.now(UTC) - timedelta(seconds=2)
     first, second = new_upload(store), new_upload(store)
-    append(store, second, 0, b"some bytes")
+    part = write(store, second, b"some bytes")
     # A small blob stored directly leaves no upload behind.
     run(store.put_bytes(compute_digest(b"direct"), b"direct"))
     listed = uploads_listed(store)
@@ -476,5 +490,6 @@ def test_iter_uploads_lists_each_upload_with_its_last_write(store: BlobStore) ->
         assert before <= written <= datetime.now(UTC) + timedelta(seconds=2)
         assert written.tzinfo is not None
     run(store.delete_upload(first))
-    run(store.commit_upload(second, compute_digest(b"some bytes"), 10))
+    run(store.commit_parts(second, [part], compute_digest(b"some bytes")))
+    run(store.delete_upload(second))
     assert uploads_listed(store) == {}

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -42,6 +43,18 @@ class ServerSettings(_Section):
     public_url: str | None = None
     # Manifests larger than this are refused (distribution-spec: registries SHOULD accept 4 MiB).
     max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Addresses (or networks) of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are
+    # believed. None by default: a client cannot pick the address its sign-ins are counted for.
+    trusted_proxies: tuple[str, ...] = ()
+    # A request's headers must be complete this soon after its first byte, and this small.
+    header_timeout_seconds: float = Field(default=20.0, gt=0, le=3600)
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096, le=16 * 1024 * 1024)
+    # A request body (an upload too) that sends nothing for this long fails with 408.
+    body_idle_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Bodies of /api requests (JSON or forms) larger than this are refused with 413.
+    max_api_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # Connections (and requests in progress) per process beyond this get 503 at once.
+    max_connections: int = Field(default=1024, ge=1)
 
 
 class DatabaseSettings(_Section):
@@ -59,6 +72,9 @@ class FilesystemStorage(_Section):
 
 class StorageSettings(_Section):
     backend: FilesystemStorage = FilesystemStorage()
+    # While a chunk streams in, its durable size is recorded every this many MiB: a crash loses
+    # at most that much of an upload, which the client resumes at once.
+    upload_checkpoint_mib: int = Field(default=8, ge=1, le=1024)
 
 
 class AuthSettings(_Section):
@@ -77,6 +93,23 @@ class AuthSettings(_Section):
     api_basic_passwords: bool = True
     failure_limit: int = Field(default=10, ge=1)
     failure_window_seconds: int = Field(default=300, ge=1)
+    # How long a process trusts what it looked up about a token's key or user: a revoked key, a
+    # deleted user or a withdrawn permission ends that principal's tokens within this time.
+    principal_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+
+    @field_validator("token_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("token_secret must be at least 32 bytes (e.g. openssl rand -hex 32)")
+        return value
+
+
+class TestingSettings(_Section):
+    # Fault-injection tests only: die with SIGKILL at the crash_after-th visit of this point
+    # (semreg.crashpoints.POINTS). Never set in production.
+    crash_point: str | None = None
+    crash_after: int = Field(default=1, ge=1)
 
 
 class LogSettings(_Section):
@@ -101,6 +134,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
+    testing: TestingSettings = TestingSettings()
 
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> Settings:
@@ -167,6 +201,18 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         if value:
             _merge(explicit, path, value)
     return Settings(**explicit)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for output and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else f":***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def client_url() -> str:

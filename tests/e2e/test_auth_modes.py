@@ -12,6 +12,7 @@ principal.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -206,6 +207,7 @@ def principal_mode(database_factory, tmp_path_factory) -> Iterator[ServerProcess
         tmp_path_factory.mktemp("principal-mode"),
         database_factory(),
         SEMREG_AUTH__TOKEN_ACTS_AS_PRINCIPAL="true",
+        SEMREG_AUTH__PRINCIPAL_CACHE_SECONDS="1",
     ).start()
     yield server
     server.stop()
@@ -272,9 +274,10 @@ def test_principal_mode_still_holds_tokens_to_their_key(principal_mode, principa
     assert closed.status_code == 403
     assert error_code(closed) == "DENIED"
 
-    # Revoking the key ends its tokens at once in this mode.
+    # Revoking the key ends its tokens once the principal cache (1 s here) expires.
     key_id = listed_key(principal_admin, s.key_name)["id"]
     assert principal_admin.delete("/api/api-keys/delete", params={"id": key_id}).status_code == 200
+    time.sleep(1.2)
     revoked = get_manifest(s.base_url, s.to_feed, PACKAGE, "1.2.0-rc.1", token)
     assert revoked.status_code == 401
     assert error_code(revoked) == "UNAUTHORIZED"

@@ -121,13 +121,8 @@ def test_feed_versioning_and_release_commands(registry, client):
     assert cleared["permittedTags"] == []
 
 
-def test_config_check_redacts_secrets(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEMREG_")}
-    env |= {
-        "SEMREG_ADMIN_API_KEY": "semreg_do-not-print-me",
-        "SEMREG_AUTH__TOKEN_SECRET": "also-secret",
-    }
-    result = subprocess.run(
+def config_check(tmp_path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [*semreg_command(), "config", "check"],
         capture_output=True,
         text=True,
@@ -135,12 +130,33 @@ def test_config_check_redacts_secrets(tmp_path):
         timeout=60,
         cwd=tmp_path,
     )
+
+
+def test_config_check_redacts_secrets(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEMREG_")}
+    env |= {
+        "SEMREG_ADMIN_API_KEY": "semreg_do-not-print-me",
+        "SEMREG_AUTH__TOKEN_SECRET": "also-secret-also-secret-also-secret",
+        "SEMREG_DATABASE_URL": "postgresql+asyncpg://semreg:db-password-here@db.internal/semreg",
+    }
+    result = config_check(tmp_path, env)
     assert result.returncode == 0, result.stderr
     effective = json.loads(result.stdout)
     assert effective["auth"]["admin_api_key"] == "**********"
-    assert "do-not-print-me" not in result.stdout
-    assert "also-secret" not in result.stdout
-    assert effective["database_url"].startswith("sqlite+aiosqlite:///")
+    for secret in ("do-not-print-me", "also-secret", "db-password-here"):
+        assert secret not in result.stdout
+        assert secret not in result.stderr
+    assert effective["database_url"] == "postgresql+asyncpg://semreg:***@db.internal/semreg"
+    assert effective["database"]["url"] == effective["database_url"]
+
+    sqlite = config_check(tmp_path, {k: v for k, v in env.items() if k != "SEMREG_DATABASE_URL"})
+    assert json.loads(sqlite.stdout)["database_url"].startswith("sqlite+aiosqlite:///")
+
+    # A short token secret is refused, and the refusal does not print it either.
+    short = config_check(tmp_path, env | {"SEMREG_AUTH__TOKEN_SECRET": "short-but-secret"})
+    assert short.returncode == 2
+    assert "at least 32 bytes" in short.stderr
+    assert "short-but-secret" not in short.stderr + short.stdout
 
     bad = subprocess.run(
         [*semreg_command(), "config", "check"],

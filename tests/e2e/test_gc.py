@@ -89,8 +89,9 @@ def test_gc_removes_upload_bytes_no_session_owns(registry, client, repo):
     def orphan(upload_id: str, written: float) -> Path:
         folder = uploads / upload_id
         folder.mkdir(parents=True)
-        (folder / "data").write_bytes(b"half a layer")
-        os.utime(folder / "data", (written, written))
+        (folder / f"part-{uuid.uuid4().hex}").write_bytes(b"half a layer")
+        for path in (*folder.iterdir(), folder):
+            os.utime(path, (written, written))
         return folder
 
     stale, young = orphan(str(uuid.uuid4()), old), orphan(str(uuid.uuid4()), time.time())
@@ -98,7 +99,7 @@ def test_gc_removes_upload_bytes_no_session_owns(registry, client, repo):
     live = client.post(f"/v2/{repo}/blobs/uploads/")
     assert live.status_code == 202
     live_folder = uploads / live.headers["Docker-Upload-UUID"]
-    os.utime(live_folder / "data", (old, old))
+    os.utime(live_folder, (old, old))
 
     assert "would delete" in gc(registry, "--dry-run")
     assert stale.exists()

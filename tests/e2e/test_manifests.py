@@ -453,6 +453,39 @@ def test_missing_child_manifest_of_an_index(client, repo, docker):
     assert detail["digests"] == [absent.digest]
 
 
+@pytest.mark.parametrize(
+    ("where", "change"),
+    [
+        ("config", lambda m: m["config"].update(size=999_999)),
+        ("layers[1]", lambda m: m["layers"][1].update(size=m["layers"][1]["size"] - 1)),
+    ],
+)
+def test_a_descriptor_with_the_wrong_size_is_refused(client, repo, where, change):
+    # Every pull of such an image would fail: clients check the size before the digest.
+    image = make_image(2, unique("sizes"))
+    push_content(client, repo, image)
+    data = json.loads(image.manifest)
+    change(data)
+    wrong = Image(canonical(data), OCI_MANIFEST, image.blobs)
+    response = push_manifest(client, repo, "v1", wrong)
+    detail = assert_refused(response, 400, "MANIFEST_INVALID", client, repo, wrong.manifest)
+    assert detail["descriptor"] == where
+    assert where in response.json()["errors"][0]["message"]
+    assert detail["size"] != detail["actual"]
+
+
+def test_a_child_descriptor_with_the_wrong_size_is_refused(client, repo):
+    index = make_index(unique("child-sizes"))
+    for child in index.children:
+        push_image(client, repo, child)
+    data = json.loads(index.manifest)
+    data["manifests"][0]["size"] += 7
+    wrong = Image(canonical(data), OCI_INDEX, {}, index.children)
+    response = push_manifest(client, repo, "v1", wrong)
+    detail = assert_refused(response, 400, "MANIFEST_INVALID", client, repo, wrong.manifest)
+    assert detail["descriptor"] == "manifests[0]"
+
+
 def test_blob_in_another_repository_only(client, feed):
     image = make_image(2, "other-repo")
     push_content(client, f"{feed}/other", image)

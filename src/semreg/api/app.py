@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from semreg import crashpoints
 from semreg.api import (
     errors,
     routes_api,
@@ -32,7 +33,9 @@ from semreg.api import (
     routes_token,
     routes_v2,
 )
+from semreg.api.limits import RequestLimits
 from semreg.api.logs import configure_logging, request_id
+from semreg.api.protocol import GuardedHttpToolsProtocol
 from semreg.config import Settings, load_settings
 from semreg.domain.errors import ErrorCode, RegistryError
 from semreg.metadata import migrate
@@ -137,7 +140,7 @@ def _auth_config(settings: Settings) -> AuthConfig:
     if auth.token_secret is not None:
         secret = auth.token_secret.get_secret_value().encode()
     else:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = settings.data_dir / SIGNING_KEY_FILE
         _write_private(path, secrets.token_hex(32).encode())
         secret = path.read_bytes().strip()
@@ -146,6 +149,7 @@ def _auth_config(settings: Settings) -> AuthConfig:
         token_ttl=timedelta(seconds=auth.token_ttl_seconds),
         failure_limit=auth.failure_limit,
         failure_window=timedelta(seconds=auth.failure_window_seconds),
+        principal_cache=timedelta(seconds=auth.principal_cache_seconds),
     )
 
 
@@ -168,10 +172,12 @@ def create_app_from_environment() -> FastAPI:
 def create_app(settings: Settings) -> FastAPI:
     """The semreg ASGI application for ``settings``."""
     configure_logging(settings.log.level)
+    if settings.testing.crash_point:
+        crashpoints.arm(settings.testing.crash_point, settings.testing.crash_after)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = create_engine(
             settings.database_url,
             echo=settings.database.echo,
@@ -181,7 +187,11 @@ def create_app(settings: Settings) -> FastAPI:
         db = Database(engine)
         store = open_blob_store(settings.storage_path)
         services = Services.build(
-            db, store, settings.server.max_manifest_bytes, _auth_config(settings)
+            db,
+            store,
+            settings.server.max_manifest_bytes,
+            _auth_config(settings),
+            settings.storage.upload_checkpoint_mib * 1024 * 1024,
         )
         app.state.services = services
         admin = settings.auth.admin_api_key
@@ -220,5 +230,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_promotion.promotions)
     app.include_router(routes_promotion.containers)
     app.include_router(routes_keys.users)
+    app.add_middleware(
+        RequestLimits,
+        body_idle_seconds=settings.server.body_idle_seconds,
+        max_api_body_bytes=settings.server.max_api_body_bytes,
+    )
     app.add_middleware(RegistryHeaders, access_log=settings.log.access_log)
+    # The protocol class is chosen by ``semreg serve``; its limits come from the settings here,
+    # in the process (each worker) that serves.
+    GuardedHttpToolsProtocol.header_timeout = settings.server.header_timeout_seconds
+    GuardedHttpToolsProtocol.max_header_bytes = settings.server.max_header_bytes
     return app

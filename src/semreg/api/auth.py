@@ -110,7 +110,7 @@ def bearer_token(request: Request) -> str | None:
 
 async def _principal_of_token(request: Request, token: VerifiedToken) -> Principal:
     principal = await services_of(request).tokens.principal_for_ref(
-        token.principal_kind, token.principal_id
+        token.principal_kind, token.principal_id, token.principal_nonce
     )
     if principal is None:
         raise Unauthorized("the key or user this token was issued to no longer exists")
@@ -162,12 +162,24 @@ async def require(request: Request, path: RepoPath, actions: Sequence[str] | Non
     if caller is not None and caller.principal is None and caller.token is not None:
         granted = caller.token.access
         missing = [a for a in needed if not allows(granted, REPOSITORY, str(path), a)]
-        if not missing:
+        if missing:
+            raise Denied(
+                f"the token does not grant {','.join(missing)} on {path}; "
+                f"request a token for scope {scope}",
+                {"scope": scope, "insufficient_scope": True},
+            )
+        # The token's principal must still exist and still hold the permissions: a revoked key,
+        # a deleted user or a withdrawn permission ends its tokens within seconds.
+        try:
+            current = await _principal_of_token(request, caller.token)
+        except Unauthorized as exc:
+            raise Unauthorized(exc.message, {"scope": scope}) from exc
+        withdrawn = [a for a in needed if not current.may(path.feed, ACTION_PERMISSION[a])]
+        if not withdrawn:
             return
         raise Denied(
-            f"the token does not grant {','.join(missing)} on {path}; "
-            f"request a token for scope {scope}",
-            {"scope": scope, "insufficient_scope": True},
+            f"{current.name} may no longer {','.join(withdrawn)} in feed {path.feed!r}",
+            {"scope": scope},
         )
     principal = (
         caller.principal if caller is not None else await services_of(request).tokens.anonymous()

@@ -44,6 +44,7 @@ STATUS: Mapping[type[e.RegistryError], int] = {
     e.ReleaseImmutable: 409,
     e.Conflict: 409,
     e.RequestInvalid: 400,
+    e.InsufficientStorage: 507,
 }
 
 
@@ -98,7 +99,13 @@ def _extra_headers(request: Request, error: e.RegistryError) -> dict[str, str]:
 async def registry_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, e.RegistryError)
     status = status_of(exc)
-    if status >= 500:
+    if isinstance(exc, e.InsufficientStorage):
+        # One line, no traceback: the cause is the disk, and the message names it.
+        logger.error(
+            "failed to store data",
+            extra={"reason": exc.detail.get("reason"), "path": request.url.path},
+        )
+    elif status >= 500:
         logger.error("failed to handle request", exc_info=exc)
     else:
         logger.debug(
@@ -113,16 +120,24 @@ async def registry_error_handler(request: Request, exc: Exception) -> Response:
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 answers, in the OCI envelope."""
+    """Starlette's own answers (404, 405) and the request limits' (408, 413), in the OCI
+    envelope."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         code, message = e.ErrorCode.UNSUPPORTED, f"{request.method} is not supported on this path"
     elif exc.status_code == 404:
         code, message = e.ErrorCode.UNSUPPORTED, f"no endpoint at {request.url.path}"
+    elif exc.status_code in (408, 413):
+        upload = request.url.path.startswith("/v2/")
+        code = e.ErrorCode.BLOB_UPLOAD_INVALID if upload else e.ErrorCode.REQUEST_INVALID
+        message = str(exc.detail)
     else:
         code, message = e.ErrorCode.UNKNOWN, str(exc.detail)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 408:
+        headers["Connection"] = "close"  # the rest of the body is not going to be read
     return JSONResponse(
-        envelope(code, message), status_code=exc.status_code, headers=exc.headers or None
+        envelope(code, message), status_code=exc.status_code, headers=headers or None
     )
 
 

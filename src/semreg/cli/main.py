@@ -15,7 +15,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
-from semreg.config import client_api_key, client_url, hand_down, load_settings
+from semreg.config import client_api_key, client_url, hand_down, load_settings, redact_url
 
 app = typer.Typer(
     help="semreg: a container registry that keeps tags trustworthy.", no_args_is_help=True
@@ -47,7 +47,12 @@ def _load(config: Path | None, **overrides: Any) -> Any:
     try:
         return load_settings(config, **overrides)
     except ValidationError as exc:
-        typer.echo(f"invalid configuration:\n{exc}", err=True)
+        # Without the input values: a refused value may be a secret (a short token secret).
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        typer.echo(f"invalid configuration:\n{problems}", err=True)
         raise typer.Exit(2) from exc
 
 
@@ -73,8 +78,12 @@ def serve(
         "access_log": False,
         "log_level": settings.log.level.lower(),
         "loop": "uvloop",
-        "http": "httptools",
+        "http": "semreg.api.protocol:GuardedHttpToolsProtocol",
+        "limit_concurrency": settings.server.max_connections,
         "timeout_graceful_shutdown": 10,
+        # Forwarded headers only from configured proxies (uvicorn trusts 127.0.0.1 by default).
+        "proxy_headers": bool(settings.server.trusted_proxies),
+        "forwarded_allow_ips": ",".join(settings.server.trusted_proxies) or "",
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
@@ -107,6 +116,10 @@ def gc(
     from semreg.storage.factory import open_blob_store
 
     settings = _load(config, data_dir=data)
+    if settings.testing.crash_point:
+        from semreg import crashpoints
+
+        crashpoints.arm(settings.testing.crash_point, settings.testing.crash_after)
 
     async def collect() -> GcReport:
         engine = create_engine(settings.database_url)
@@ -132,7 +145,8 @@ def config_check(config: ConfigOption = None) -> None:
     """Validate the configuration and print it, secrets redacted."""
     settings = _load(config)
     effective = json.loads(settings.model_dump_json())
-    effective["database_url"] = settings.database_url
+    effective["database"]["url"] = redact_url(settings.database.url)
+    effective["database_url"] = redact_url(settings.database_url)
     typer.echo(json.dumps(effective, indent=2, default=str))
 
 

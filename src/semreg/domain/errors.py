@@ -28,7 +28,8 @@ Pure: stdlib only. HTTP statuses live in ``semreg.api.errors`` alone.
     ├── TagInvalid
     │   └── ReleaseImmutable           (a release tag would move to another digest)
     ├── Conflict                       (/api: the resource exists or is still in use)
-    └── RequestInvalid                 (/api: a field is missing or malformed)
+    ├── RequestInvalid                 (/api: a field is missing or malformed)
+    └── InsufficientStorage            (the disk is full, over quota or read-only: 507)
 """
 
 from __future__ import annotations
@@ -178,3 +179,11 @@ class Conflict(RegistryError):
 
 class RequestInvalid(RegistryError):
     code = ErrorCode.REQUEST_INVALID
+
+
+class InsufficientStorage(RegistryError):
+    """The storage cannot take more bytes (full, over quota, read-only); retry once it can.
+
+    Raised by the storage and metadata layers themselves: what it means does not depend on the
+    use case.
+    """

@@ -31,11 +31,23 @@ class StoredManifest:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadPart:
+    """One writer's contribution to an upload: its part name, the bytes of it that count, and
+    whether the writer had finished (closed the part) when it was recorded."""
+
+    name: str
+    size: int
+    closed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class UploadSession:
     id: str
     repository_id: int
     size: int
     created_at: datetime
+    version: int = 0
+    """Bumped by every change; writers compare-and-set on it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,8 @@ class Principal:
     feed_permissions: Mapping[str | None, frozenset[Permission]] = field(default_factory=dict)
     anonymous_feeds: frozenset[str] = frozenset()
     """Feeds that allow anonymous view: everyone, authenticated or not, may pull from them."""
+    nonce: str = ""
+    """What only this key or user has (random, set at creation); tokens carry it."""
 
     @property
     def is_admin(self) -> bool:
@@ -103,6 +105,7 @@ class Principal:
             self.system_apis,
             self.feed_permissions,
             frozenset(feeds),
+            self.nonce,
         )
 
 

@@ -3,13 +3,15 @@
 ``Database.write()`` serializes writers where needed: SQLite takes the write lock up front with
 ``BEGIN IMMEDIATE`` (a deferred transaction that upgrades later can fail with SQLITE_BUSY no
 busy-timeout can help); PostgreSQL relies on row locks taken by ``repo.lock_repository``.
-Imports: sqlalchemy, stdlib.
+A write refused because the disk is full or read-only raises ``InsufficientStorage``.
+Imports: domain, sqlalchemy, stdlib.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from semreg.domain.errors import InsufficientStorage
 
 _BUSY_TIMEOUT_SECONDS = 30
 _SQLITE_PRAGMAS = (
@@ -48,6 +52,16 @@ def _enable_wal(path: str) -> None:
             time.sleep(0.05)
 
 
+def _make_private(path: str) -> None:
+    """Create the database file readable by its owner only (it holds password hashes), and
+    tighten one an older version created; SQLite gives its -wal and -shm files the same mode."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -69,6 +83,7 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database
         if path and path != ":memory:" and not path.startswith("file:"):
+            _make_private(path)
             _enable_wal(path)
         engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=10)
         _configure_sqlite(engine)
@@ -77,6 +92,16 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     return create_async_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=10, pool_recycle=1800
     )
+
+
+def _storage_reason(exc: sa.exc.OperationalError) -> str | None:
+    """Why a write failed, when the cause is a full or read-only disk (else None)."""
+    text = str(exc.orig).lower()
+    if "disk is full" in text or getattr(exc.orig, "sqlstate", None) == "53100":
+        return "a full disk"
+    if "readonly database" in text or "read-only" in text:
+        return "a read-only disk"
+    return None
 
 
 class Database:
@@ -105,10 +130,20 @@ class Database:
 
     @asynccontextmanager
     async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            await conn.execution_options(semreg_write=True)
-            async with conn.begin():
-                yield conn
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(semreg_write=True)
+                async with conn.begin():
+                    yield conn
+        except sa.exc.OperationalError as exc:
+            reason = _storage_reason(exc)
+            if reason is None:
+                raise
+            raise InsufficientStorage(
+                f"the registry cannot store data: the database reports {reason}; free space or "
+                "make it writable, then retry",
+                {"reason": reason},
+            ) from exc
 
     async def dispose(self) -> None:
         await self.engine.dispose()

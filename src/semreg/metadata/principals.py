@@ -5,6 +5,7 @@ Key and password material arrives here already hashed. Imports: domain, sqlalche
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ class UserRow:
     password_hash: str
     system_apis: frozenset[SystemApi]
     created_at: datetime
+    nonce: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class ApiKeyRow:
     user: str | None
     expires_at: datetime | None
     created_at: datetime
+    nonce: str
 
 
 def _user(row: sa.Row[Any]) -> UserRow:
@@ -51,7 +54,13 @@ def _user(row: sa.Row[Any]) -> UserRow:
         password_hash=row.password_hash,
         system_apis=frozenset(SystemApi(a) for a in row.system_apis or ()),
         created_at=row.created_at,
+        nonce=row.nonce,
     )
+
+
+def new_nonce() -> str:
+    """What only this principal has: tokens carry it, so none outlives or changes its owner."""
+    return secrets.token_hex(16)
 
 
 # --- users -------------------------------------------------------------------------------------
@@ -68,6 +77,7 @@ async def create_user(
                 password_hash=password_hash,
                 system_apis=sorted(system_apis),
                 created_at=now_utc(),
+                nonce=new_nonce(),
             )
             .returning(*users.c)
         )
@@ -95,8 +105,11 @@ async def delete_user(conn: AsyncConnection, user_id: int) -> None:
 
 
 async def set_user_password(conn: AsyncConnection, user_id: int, password_hash: str) -> None:
+    # A new nonce: tokens obtained with the old password stop working.
     await conn.execute(
-        users.update().where(users.c.id == user_id).values(password_hash=password_hash)
+        users.update()
+        .where(users.c.id == user_id)
+        .values(password_hash=password_hash, nonce=new_nonce())
     )
 
 
@@ -159,6 +172,7 @@ def _key(row: sa.Row[Any]) -> ApiKeyRow:
         user=row.user_name,
         expires_at=row.expires_at,
         created_at=row.created_at,
+        nonce=row.nonce,
     )
 
 
@@ -190,6 +204,7 @@ async def create_api_key(
             user_id=user_id,
             expires_at=expires_at,
             created_at=now_utc(),
+            nonce=new_nonce(),
         )
         .returning(api_keys.c.id)
     )
@@ -224,11 +239,15 @@ async def count_api_keys(conn: AsyncConnection) -> int:
 # --- sign-in failures --------------------------------------------------------------------------
 
 
-async def recent_failures(conn: AsyncConnection, subject: str, window: timedelta) -> int:
-    query = sa.select(auth_failures.c.failures).where(
-        auth_failures.c.subject == subject, auth_failures.c.window_start > now_utc() - window
-    )
-    return int((await conn.execute(query)).scalar_one_or_none() or 0)
+async def count_failure(conn: AsyncConnection, subject: str, window: timedelta) -> int:
+    """Count one more attempt for ``subject`` in the current window and return the count.
+
+    Counted before the password is checked, in one statement, so parallel guesses cannot all
+    slip in under the limit.
+    """
+    await record_failure(conn, subject, window)
+    query = sa.select(auth_failures.c.failures).where(auth_failures.c.subject == subject)
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def record_failure(conn: AsyncConnection, subject: str, window: timedelta) -> None:
@@ -249,4 +268,5 @@ async def record_failure(conn: AsyncConnection, subject: str, window: timedelta)
 
 
 async def clear_failures(conn: AsyncConnection, subject: str) -> None:
+    """A sign-in succeeded: the attempts counted so far are forgotten."""
     await conn.execute(auth_failures.delete().where(auth_failures.c.subject == subject))

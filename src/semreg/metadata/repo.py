@@ -7,7 +7,7 @@ unique-key races the caller must resolve. Imports: domain, sqlalchemy, stdlib.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from semreg.domain.digest import Digest, parse_digest
 from semreg.domain.feeds import Feed, FeedChanges
-from semreg.domain.inventory import ReleaseRecord, Repository, StoredManifest, UploadSession
+from semreg.domain.inventory import ReleaseRecord, Repository, StoredManifest
 from semreg.domain.names import RepoPath, Tag
 from semreg.domain.promotion import PromotionRecord, TagChange
 from semreg.domain.semver import Version, format_version
@@ -34,7 +34,6 @@ from semreg.metadata.schema import (
     retired_releases,
     tag_history,
     tags,
-    uploads,
 )
 
 
@@ -263,31 +262,35 @@ async def unlink_blob(conn: AsyncConnection, repository_id: int, digest: Digest)
     return bool(result.rowcount)
 
 
-async def missing_blobs(
+async def blob_sizes(
     conn: AsyncConnection, repository_id: int, digests: Iterable[Digest]
-) -> list[Digest]:
+) -> dict[Digest, int]:
+    """The recorded sizes of those of ``digests`` that are blobs linked into the repository."""
     wanted = {str(d) for d in digests}
     if not wanted:
-        return []
-    query = sa.select(repository_blobs.c.digest).where(
-        repository_blobs.c.repository_id == repository_id,
-        repository_blobs.c.digest.in_(wanted),
+        return {}
+    query = (
+        sa.select(blobs.c.digest, blobs.c.size)
+        .select_from(repository_blobs.join(blobs))
+        .where(
+            repository_blobs.c.repository_id == repository_id,
+            repository_blobs.c.digest.in_(sorted(wanted)),
+        )
     )
-    present = set((await conn.execute(query)).scalars())
-    return sorted(parse_digest(d) for d in wanted - present)
+    return {parse_digest(d): size for d, size in await conn.execute(query)}
 
 
-async def missing_manifests(
+async def manifest_sizes(
     conn: AsyncConnection, repository_id: int, digests: Iterable[Digest]
-) -> list[Digest]:
+) -> dict[Digest, int]:
+    """The sizes of those of ``digests`` that are manifests of the repository."""
     wanted = {str(d) for d in digests}
     if not wanted:
-        return []
-    query = sa.select(manifests.c.digest).where(
-        manifests.c.repository_id == repository_id, manifests.c.digest.in_(wanted)
+        return {}
+    query = sa.select(manifests.c.digest, manifests.c.size).where(
+        manifests.c.repository_id == repository_id, manifests.c.digest.in_(sorted(wanted))
     )
-    present = set((await conn.execute(query)).scalars())
-    return sorted(parse_digest(d) for d in wanted - present)
+    return {parse_digest(d): size for d, size in await conn.execute(query)}
 
 
 # --- manifests and tags ------------------------------------------------------------------------
@@ -491,88 +494,6 @@ async def list_referrers(
     if artifact_type is not None:
         query = query.where(manifests.c.artifact_type == artifact_type)
     return [_manifest(row) for row in await conn.execute(query)]
-
-
-# --- uploads -----------------------------------------------------------------------------------
-
-
-def _upload(row: sa.Row[Any]) -> UploadSession:
-    return UploadSession(
-        id=row.id, repository_id=row.repository_id, size=row.size, created_at=row.created_at
-    )
-
-
-async def create_upload(conn: AsyncConnection, upload_id: str, repository_id: int) -> None:
-    now = now_utc()
-    await conn.execute(
-        uploads.insert().values(
-            id=upload_id, repository_id=repository_id, size=0, created_at=now, updated_at=now
-        )
-    )
-
-
-async def find_upload(
-    conn: AsyncConnection, repository_id: int, upload_id: str
-) -> UploadSession | None:
-    query = sa.select(uploads).where(
-        uploads.c.id == upload_id, uploads.c.repository_id == repository_id
-    )
-    row = (await conn.execute(query)).first()
-    return _upload(row) if row else None
-
-
-async def claim_upload(
-    conn: AsyncConnection, upload_id: str, size: int, token: str, stale_after: timedelta
-) -> bool:
-    """Take the writer lease if the upload is ``size`` bytes long and nobody else writes it."""
-    now = now_utc()
-    result = await conn.execute(
-        uploads.update()
-        .where(
-            uploads.c.id == upload_id,
-            uploads.c.size == size,
-            sa.or_(uploads.c.lease_token.is_(None), uploads.c.lease_at < now - stale_after),
-        )
-        .values(lease_token=token, lease_at=now)
-    )
-    return bool(result.rowcount)
-
-
-async def renew_upload_lease(conn: AsyncConnection, upload_id: str, token: str) -> None:
-    await conn.execute(
-        uploads.update()
-        .where(uploads.c.id == upload_id, uploads.c.lease_token == token)
-        .values(lease_at=now_utc())
-    )
-
-
-async def release_upload(
-    conn: AsyncConnection, upload_id: str, token: str, new_size: int | None
-) -> bool:
-    """Drop the lease, recording ``new_size`` when the write completed; False if it was lost."""
-    values: dict[str, Any] = {"lease_token": None, "lease_at": None}
-    if new_size is not None:
-        values |= {"size": new_size, "updated_at": now_utc()}
-    result = await conn.execute(
-        uploads.update()
-        .where(uploads.c.id == upload_id, uploads.c.lease_token == token)
-        .values(**values)
-    )
-    return bool(result.rowcount)
-
-
-async def delete_upload(conn: AsyncConnection, upload_id: str) -> bool:
-    result = await conn.execute(uploads.delete().where(uploads.c.id == upload_id))
-    return bool(result.rowcount)
-
-
-async def list_upload_ids(conn: AsyncConnection) -> list[str]:
-    return list((await conn.execute(sa.select(uploads.c.id))).scalars())
-
-
-async def list_stale_uploads(conn: AsyncConnection, older_than: datetime) -> list[str]:
-    query = sa.select(uploads.c.id).where(uploads.c.updated_at < older_than)
-    return list((await conn.execute(query)).scalars())
 
 
 # --- releases (Container Versioning) -----------------------------------------------------------
@@ -830,29 +751,3 @@ async def list_tag_changes(conn: AsyncConnection, repository_id: int) -> list[Ta
         )
         for row in await conn.execute(query)
     ]
-
-
-# --- garbage collection ------------------------------------------------------------------------
-
-
-async def referenced_digests(conn: AsyncConnection) -> set[str]:
-    """Every digest whose bytes metadata still needs: manifests, blob links, references."""
-    query = sa.union(
-        sa.select(manifests.c.digest),
-        sa.select(repository_blobs.c.digest),
-        sa.select(manifest_refs.c.digest),
-    )
-    return set((await conn.execute(query)).scalars())
-
-
-async def is_referenced(conn: AsyncConnection, digest: Digest) -> bool:
-    text = str(digest)
-    for column in (manifests.c.digest, repository_blobs.c.digest, manifest_refs.c.digest):
-        query = sa.select(sa.literal(1)).where(column == text).limit(1)
-        if (await conn.execute(query)).first() is not None:
-            return True
-    return False
-
-
-async def forget_blob(conn: AsyncConnection, digest: Digest) -> None:
-    await conn.execute(blobs.delete().where(blobs.c.digest == str(digest)))

@@ -184,11 +184,24 @@ uploads = sa.Table(
         "repository_id", sa.ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False
     ),
     sa.Column("size", sa.BigInteger, nullable=False),
-    # A writer holds the lease while it appends, so two requests never write one upload at once.
-    sa.Column("lease_token", sa.String(32), nullable=True),
-    sa.Column("lease_at", UTCDateTime, nullable=True),
+    # Bumped by every change: writers and the finishing request compare-and-set on it, so of two
+    # requests writing one upload exactly one wins (there is no lock to hold, or to lose).
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The parts an upload is made of, in order: each written by one request into a file of its own;
+# ``size`` counts the bytes that are durable and belong to the upload.
+upload_parts = sa.Table(
+    "upload_parts",
+    metadata,
+    sa.Column("upload_id", sa.ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(32), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    # False while its writer may still be appending (a checkpoint), True once it closed the part.
+    sa.Column("closed", sa.Boolean, nullable=False),
 )
 
 users = sa.Table(
@@ -200,6 +213,11 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("system_apis", sa.JSON, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # Random, set at creation: tokens carry it, so a token outlives neither its user nor a
+    # re-created user of the same id or name.
+    sa.Column("nonce", sa.String(32), nullable=False),
+    # SQLite would otherwise hand a deleted row's id to the next row.
+    sqlite_autoincrement=True,
 )
 
 # A user's feed permissions: one row per feed, or one with feed_id NULL for every feed.
@@ -229,13 +247,16 @@ api_keys = sa.Table(
     sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
     sa.Column("expires_at", UTCDateTime, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("nonce", sa.String(32), nullable=False),
+    sqlite_autoincrement=True,
 )
 
 # Failed sign-ins per (client address, account) in the current window, shared by every process.
+# ``subject`` is a SHA-256 of the pair: what a client typed as a user name may be a secret.
 auth_failures = sa.Table(
     "auth_failures",
     metadata,
-    sa.Column("subject", sa.String(300), primary_key=True),
+    sa.Column("subject", sa.String(64), primary_key=True),
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("window_start", UTCDateTime, nullable=False),
 )

@@ -1,23 +1,34 @@
-"""Blob use cases: uploads (start, append, finish, cancel), cross-repository mount, stat, read.
+"""Blob use cases: uploads (start, write, finish, cancel), cross-repository mount, stat, read.
 
 Upload state lives in the metadata database, so any worker can continue an upload and sessions
-survive a restart. The running hash is an in-process fast path only: ``hashlib`` objects cannot be
-serialized, so an upload continued elsewhere is re-hashed from storage when it is finished.
+survive a restart. An upload is a list of parts (``storage.base``): each request that writes
+writes a part of its own, never a file another request writes, and records it with a
+compare-and-set on the session's version. Of two requests writing one upload at once, exactly
+one is recorded; the other fails with 416 before it answers, having changed nothing anyone reads.
+While a part streams in, its durable size is recorded every ``checkpoint_bytes``, so a crash
+loses at most that much and the client resumes at once (there is no lease to wait out).
+
+The running hash is an in-process fast path only (``hashlib`` objects cannot be serialized): it
+is trusted at the end only when it saw exactly the parts the database lists, same names and same
+sizes; otherwise the bytes are hashed from storage. Publishing takes the digest's lock shared and
+checks the bytes are there (``metadata.digest_locks``), which fences garbage collection.
 Imports: domain, storage.base, metadata.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
-import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Final
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from semreg import crashpoints
 from semreg.domain.digest import DEFAULT_ALGORITHM, Digest, Hasher, new_hasher
 from semreg.domain.errors import (
     BlobUnknown,
@@ -29,33 +40,64 @@ from semreg.domain.errors import (
     RangeInvalid,
     SizeInvalid,
 )
-from semreg.domain.inventory import UploadSession
+from semreg.domain.inventory import UploadPart, UploadSession
 from semreg.domain.names import RepoPath
-from semreg.metadata import repo
+from semreg.metadata import digest_locks, repo, uploads
 from semreg.metadata.engine import Database
 from semreg.services import lookup
-from semreg.storage.base import BlobStore, DigestMismatch, UploadMissing
+from semreg.storage.base import BlobStore, DigestMismatch, ObjectMissing, UploadMissing
 
 logger = logging.getLogger(__name__)
 
-LEASE_STALE: Final = timedelta(minutes=2)
-LEASE_RENEW_SECONDS: Final = 30.0
+DEFAULT_CHECKPOINT_BYTES: Final = 8 * 1024 * 1024
 _HASHER_CACHE_SIZE: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
 class _RunningHash:
-    size: int
+    """A hash of exactly the bytes of ``parts`` (names and counted sizes), in order."""
+
+    parts: tuple[tuple[str, int], ...]
     algorithm: str
     hasher: Hasher
+
+
+@dataclass(slots=True)
+class _Writing:
+    """One request's part while it streams: where the upload stood when it last recorded."""
+
+    session: UploadSession
+    name: str
+    version: int
+    recorded: bool = False
+
+
+def _identity(parts: Sequence[UploadPart]) -> tuple[tuple[str, int], ...]:
+    return tuple((p.name, p.size) for p in parts)
+
+
+async def _bounded(chunks: AsyncIterable[bytes], limit: int | None) -> AsyncIterator[bytes]:
+    """The chunks, refusing more than ``limit`` bytes (the announced length) in total."""
+    received = 0
+    async for chunk in chunks:
+        received += len(chunk)
+        if limit is not None and received > limit:
+            raise SizeInvalid(
+                f"the body is longer than the {limit} bytes its Content-Range announced",
+                {"announced": limit},
+            )
+        yield chunk
 
 
 class BlobService:
     """Blob reads and the upload protocol for one database and one blob store."""
 
-    def __init__(self, db: Database, store: BlobStore) -> None:
+    def __init__(
+        self, db: Database, store: BlobStore, checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES
+    ) -> None:
         self.db = db
         self.store = store
+        self.checkpoint_bytes = checkpoint_bytes
         self._hashes: OrderedDict[str, _RunningHash] = OrderedDict()
 
     # --- reads ---------------------------------------------------------------------------------
@@ -92,23 +134,6 @@ class BlobService:
             if not await repo.unlink_blob(conn, repository.id, digest):
                 raise BlobUnknown(f"blob {digest} is not in {path}", {"digest": str(digest)})
 
-    # --- uploads -------------------------------------------------------------------------------
-
-    async def start_upload(self, path: RepoPath, algorithm: str = DEFAULT_ALGORITHM) -> str:
-        """Open an upload session in the repository (created on first push).
-
-        Raises:
-            FeedUnknown, FeedInactive: the feed is missing or disabled.
-        """
-        upload_id = str(uuid.uuid4())
-        await self.store.create_upload(upload_id)
-        async with self.db.write() as conn:
-            repository = await lookup.ensure_repository(conn, path)
-            await repo.create_upload(conn, upload_id, repository.id)
-        self._hashes[upload_id] = _RunningHash(0, algorithm, new_hasher(algorithm))
-        self._trim_hashes()
-        return upload_id
-
     async def mount(self, path: RepoPath, digest: Digest, source: RepoPath) -> bool:
         """Link a blob of ``source`` into ``path`` without moving bytes; False if it is absent.
 
@@ -122,11 +147,30 @@ class BlobService:
                 origin = await lookup.find_repository(conn, source)
             except (NameUnknown, Denied):
                 return False
+            # Locked before the source link is read: the link is what proves the bytes exist.
+            await digest_locks.share_digests(conn, [digest])
             if origin is None or await repo.find_linked_blob_size(conn, origin.id, digest) is None:
                 return False
             repository = await lookup.ensure_repository(conn, path)
             await repo.link_blob(conn, repository.id, digest)
         return True
+
+    # --- uploads -------------------------------------------------------------------------------
+
+    async def start_upload(self, path: RepoPath, algorithm: str = DEFAULT_ALGORITHM) -> str:
+        """Open an upload session in the repository (created on first push).
+
+        Raises:
+            FeedUnknown, FeedInactive: the feed is missing or disabled.
+            InsufficientStorage: the storage is full or read-only.
+        """
+        upload_id = str(uuid.uuid4())
+        await self.store.create_upload(upload_id)
+        async with self.db.write() as conn:
+            repository = await lookup.ensure_repository(conn, path)
+            await uploads.create_upload(conn, upload_id, repository.id)
+        self._remember(upload_id, _RunningHash((), algorithm, new_hasher(algorithm)))
+        return upload_id
 
     async def get_upload(self, path: RepoPath, upload_id: str) -> UploadSession:
         """An upload session of this repository.
@@ -139,7 +183,7 @@ class BlobService:
             repository = await lookup.find_repository(conn, path)
             session = None
             if repository is not None:
-                session = await repo.find_upload(conn, repository.id, upload_id)
+                session = await uploads.find_upload(conn, repository.id, upload_id)
         if session is None:
             raise BlobUploadUnknown(
                 f"upload {upload_id} is not known in {path}; start a new one",
@@ -160,71 +204,69 @@ class BlobService:
         Raises:
             BlobUploadUnknown: no such upload.
             RangeInvalid: the chunk does not start at the end of the upload, or another request
-                is writing the same upload.
+                wrote the upload first.
             SizeInvalid: the body's length differs from what Content-Range announced.
+            InsufficientStorage: the storage is full or read-only.
         """
         session = await self.get_upload(path, upload_id)
-        if start is not None and start != session.size:
-            raise RangeInvalid(
-                f"chunk starts at byte {start} but the upload holds {session.size} bytes; "
-                f"resume from {session.size}",
-                {"size": session.size},
-            )
-        return await self._write(session, chunks, length)
-
-    async def _write(
-        self, session: UploadSession, chunks: AsyncIterable[bytes], length: int | None
-    ) -> int:
-        token = secrets.token_hex(16)
+        _check_start(session, start)
+        writing, written, hasher = await self._write_part(session, chunks, length)
+        if written == 0 and not writing.recorded:
+            return session.size
+        final = UploadPart(writing.name, written, closed=True)
         async with self.db.write() as conn:
-            claimed = await repo.claim_upload(conn, session.id, session.size, token, LEASE_STALE)
-        if not claimed:
-            raise RangeInvalid(
-                "the upload changed or is being written by another request; "
-                "GET its status and resume",
-                {"upload": session.id},
+            version = await uploads.record_part(
+                conn, upload_id, writing.version, final, session.size + written
             )
-        running = self._hashes.pop(session.id, None)
-        if running is not None and running.size != session.size:
-            running = None  # another process wrote part of this upload: re-hash at the end
-        hasher = running.hasher if running is not None else None
-        committed: int | None = None
-        try:
-            new_size = await self.store.append_upload(
-                session.id, session.size, self._renewing(session.id, token, chunks), hasher
-            )
-            received = new_size - session.size
-            if length is not None and received != length:
-                raise SizeInvalid(
-                    f"received {received} bytes but the request announced {length}",
-                    {"received": received, "announced": length},
+        if version is None:
+            await self._discard_part(writing)
+            raise await self._lost(session)
+        self._continue_hash(session, final, hasher)
+        crashpoints.reach("upload.recorded")
+        return session.size + written
+
+    async def _write_part(
+        self, session: UploadSession, chunks: AsyncIterable[bytes], length: int | None
+    ) -> tuple[_Writing, int, Hasher | None]:
+        """Stream a new part, recording its progress; the caller records its end."""
+        writing = _Writing(session, secrets.token_hex(16), session.version)
+        hasher = self._hash_to_continue(session)
+
+        async def checkpoint(durable: int) -> None:
+            part = UploadPart(writing.name, durable, closed=False)
+            async with self.db.write() as conn:
+                version = await uploads.record_part(
+                    conn, session.id, writing.version, part, session.size + durable
                 )
-            committed = new_size
+            if version is None:
+                raise await self._lost(session)
+            writing.version, writing.recorded = version, True
+            crashpoints.reach("upload.checkpointed")
+
+        try:
+            written = await self.store.write_part(
+                session.id,
+                writing.name,
+                _bounded(chunks, length),
+                hasher,
+                checkpoint,
+                self.checkpoint_bytes,
+            )
+            if length is not None and written != length:
+                raise SizeInvalid(
+                    f"received {written} bytes but the request announced {length}",
+                    {"received": written, "announced": length},
+                )
         except UploadMissing as exc:
             raise BlobUploadUnknown(
                 f"upload {session.id} has no data; start a new one", {"upload": session.id}
             ) from exc
-        finally:
-            # A failed or truncated chunk leaves the size as it was: the bytes past it are dropped
-            # by the next append.
-            async with self.db.write() as conn:
-                await repo.release_upload(conn, session.id, token, committed)
-        if running is not None:
-            self._hashes[session.id] = _RunningHash(new_size, running.algorithm, running.hasher)
-            self._trim_hashes()
-        return new_size
-
-    async def _renewing(
-        self, upload_id: str, token: str, chunks: AsyncIterable[bytes]
-    ) -> AsyncIterator[bytes]:
-        """Pass chunks through, renewing the writer lease while a long chunk streams in."""
-        renewed = time.monotonic()
-        async for chunk in chunks:
-            if time.monotonic() - renewed > LEASE_RENEW_SECONDS:
-                async with self.db.write() as conn:
-                    await repo.renew_upload_lease(conn, upload_id, token)
-                renewed = time.monotonic()
-            yield chunk
+        except Exception:
+            await self._discard_part(writing)
+            raise
+        if written == 0:
+            await self._discard_part(writing)  # an empty chunk adds nothing to record
+        return writing, written, hasher
 
     async def finish(
         self,
@@ -241,26 +283,47 @@ class BlobService:
             BlobUploadUnknown: no such upload.
             RangeInvalid, SizeInvalid: see ``append``.
             DigestInvalid: the bytes do not match ``digest`` (the upload is discarded).
+            BlobUploadInvalid: the upload's bytes are gone (the upload is discarded).
+            InsufficientStorage: the storage is full or read-only (the upload stays as it was).
         """
         session = await self.get_upload(path, upload_id)
-        size = session.size
+        version, last, hasher = session.version, None, self._hash_to_continue(session)
         if chunks is not None:
-            size = await self.append(path, upload_id, chunks, start, length)
-        token = secrets.token_hex(16)
+            _check_start(session, start)
+            writing, written, hasher = await self._write_part(session, chunks, length)
+            version = writing.version
+            if written or writing.recorded:
+                last = UploadPart(writing.name, written, closed=True)
+        async with self.db.read() as conn:
+            current = await uploads.find_upload(conn, session.repository_id, upload_id)
+            parts = await uploads.list_parts(conn, upload_id)
+        if current is None or current.version != version:
+            raise await self._lost(session)
+        parts = [p for p in parts if last is None or p.name != last.name]
+        parts += [last] if last is not None else []
+        if not self._trusted(upload_id, parts, digest, hasher, last):
+            hasher = None
+        await self._publish(upload_id, parts, digest, hasher)
+        crashpoints.reach("upload.published")
         async with self.db.write() as conn:
-            claimed = await repo.claim_upload(conn, upload_id, size, token, LEASE_STALE)
-        if not claimed:
-            raise RangeInvalid(
-                "the upload changed or is being written by another request; "
-                "GET its status and resume",
-                {"upload": upload_id},
-            )
-        running = self._hashes.pop(upload_id, None)
-        hasher = None
-        if running is not None and running.size == size and running.algorithm == digest.algorithm:
-            hasher = running.hasher
+            await self._confirm_published(conn, upload_id, parts, digest, hasher)
+            await repo.record_blob(conn, digest, sum(p.size for p in parts))
+            await repo.link_blob(conn, session.repository_id, digest)
+            if not await uploads.delete_upload(conn, upload_id, version):
+                raise await self._lost(session)
+            crashpoints.reach("upload.finishing")
+        self._hashes.pop(upload_id, None)
+        await self.store.delete_upload(upload_id)
+
+    async def _publish(
+        self,
+        upload_id: str,
+        parts: Sequence[UploadPart],
+        digest: Digest,
+        hasher: Hasher | None,
+    ) -> None:
         try:
-            await self.store.commit_upload(upload_id, digest, size, hasher)
+            await self.store.commit_parts(upload_id, parts, digest, hasher)
         except DigestMismatch as exc:
             await self._forget(upload_id)
             raise DigestInvalid(
@@ -273,26 +336,57 @@ class BlobService:
             raise BlobUploadInvalid(
                 f"upload {upload_id} lost its data; start a new one", {"upload": upload_id}
             ) from exc
-        async with self.db.write() as conn:
-            await repo.record_blob(conn, digest, size)
-            await repo.link_blob(conn, session.repository_id, digest)
-            await repo.delete_upload(conn, upload_id)
+
+    async def _confirm_published(
+        self,
+        conn: AsyncConnection,
+        upload_id: str,
+        parts: Sequence[UploadPart],
+        digest: Digest,
+        hasher: Hasher | None,
+    ) -> None:
+        """Under the digest's lock, make sure the bytes are there: collection may have removed
+        an unreferenced copy between publishing and now (the parts are still at hand)."""
+        await digest_locks.share_digests(conn, [digest])
+        try:
+            await self.store.stat(digest)
+        except ObjectMissing:
+            await self.store.commit_parts(upload_id, parts, digest, hasher)
 
     async def upload_whole(
         self, path: RepoPath, digest: Digest, chunks: AsyncIterable[bytes]
     ) -> None:
-        """Monolithic upload (POST with ``?digest=``).
+        """Monolithic upload (POST with ``?digest=``): no session, one write transaction.
 
         Raises:
             FeedUnknown, FeedInactive: the feed is missing or disabled.
             DigestInvalid: the bytes do not match ``digest``.
+            InsufficientStorage: the storage is full or read-only.
         """
-        upload_id = await self.start_upload(path, digest.algorithm)
+        async with self.db.read() as conn:
+            await lookup.get_feed(conn, path.feed)  # before reading a byte of the body
+        scratch = str(uuid.uuid4())  # an upload folder without a session: gc removes leftovers
+        await self.store.create_upload(scratch)
         try:
-            await self.finish(path, upload_id, digest, chunks)
-        except BaseException:
-            await self._forget(upload_id)
-            raise
+            name, hasher = secrets.token_hex(16), new_hasher(digest.algorithm)
+            size = await self.store.write_part(scratch, name, chunks, hasher)
+            parts = [UploadPart(name, size)]
+            try:
+                await self.store.commit_parts(scratch, parts, digest, hasher)
+            except DigestMismatch as exc:
+                raise DigestInvalid(
+                    f"the uploaded bytes have digest {exc.actual}, not {digest}",
+                    {"expected": str(digest), "actual": str(exc.actual)},
+                ) from exc
+            crashpoints.reach("upload.published")
+            async with self.db.write() as conn:
+                repository = await lookup.ensure_repository(conn, path)
+                await self._confirm_published(conn, scratch, parts, digest, hasher)
+                await repo.record_blob(conn, digest, size)
+                await repo.link_blob(conn, repository.id, digest)
+                crashpoints.reach("upload.finishing")
+        finally:
+            await self.store.delete_upload(scratch)
 
     async def cancel(self, path: RepoPath, upload_id: str) -> None:
         """Drop an upload session and its bytes.
@@ -303,12 +397,74 @@ class BlobService:
         await self.get_upload(path, upload_id)
         await self._forget(upload_id)
 
+    # --- helpers ---------------------------------------------------------------------------
+
     async def _forget(self, upload_id: str) -> None:
         self._hashes.pop(upload_id, None)
         async with self.db.write() as conn:
-            await repo.delete_upload(conn, upload_id)
+            await uploads.delete_upload(conn, upload_id)
         await self.store.delete_upload(upload_id)
 
-    def _trim_hashes(self) -> None:
+    async def _discard_part(self, writing: _Writing) -> None:
+        """Delete a part nothing refers to (one that was never recorded)."""
+        if not writing.recorded:
+            with contextlib.suppress(OSError):
+                await self.store.delete_part(writing.session.id, writing.name)
+
+    async def _lost(self, session: UploadSession) -> RangeInvalid:
+        """The error for a request whose upload another request changed first."""
+        async with self.db.read() as conn:
+            current = await uploads.find_upload(conn, session.repository_id, session.id)
+        size = current.size if current is not None else session.size
+        return RangeInvalid(
+            f"another request wrote this upload first; GET its status and resume from byte {size}",
+            {"upload": session.id, "size": size},
+        )
+
+    def _hash_to_continue(self, session: UploadSession) -> Hasher | None:
+        """A copy of this process's running hash when it may still cover the whole upload."""
+        running = self._hashes.get(session.id)
+        if running is None or sum(size for _, size in running.parts) != session.size:
+            return None
+        return running.hasher.copy()
+
+    def _continue_hash(
+        self, session: UploadSession, part: UploadPart, hasher: Hasher | None
+    ) -> None:
+        running = self._hashes.pop(session.id, None)
+        if running is None or hasher is None:
+            return
+        self._remember(
+            session.id,
+            _RunningHash((*running.parts, (part.name, part.size)), running.algorithm, hasher),
+        )
+
+    def _trusted(
+        self,
+        upload_id: str,
+        parts: Sequence[UploadPart],
+        digest: Digest,
+        hasher: Hasher | None,
+        last: UploadPart | None,
+    ) -> bool:
+        """True when ``hasher`` saw exactly the bytes of ``parts``, in order."""
+        running = self._hashes.get(upload_id)
+        if hasher is None or running is None or running.algorithm != digest.algorithm:
+            return False
+        seen = running.parts + (((last.name, last.size),) if last is not None else ())
+        return seen == _identity(parts)
+
+    def _remember(self, upload_id: str, running: _RunningHash) -> None:
+        self._hashes[upload_id] = running
         while len(self._hashes) > _HASHER_CACHE_SIZE:
             self._hashes.popitem(last=False)
+
+
+def _check_start(session: UploadSession, start: int | None) -> None:
+    # distribution-spec: 416 on an out-of-order chunk, with the Range to resume from
+    if start is not None and start != session.size:
+        raise RangeInvalid(
+            f"chunk starts at byte {start} but the upload holds {session.size} bytes; "
+            f"resume from {session.size}",
+            {"size": session.size},
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from semreg.metadata.engine import Database
-from semreg.services.blobs import BlobService
+from semreg.services.blobs import DEFAULT_CHECKPOINT_BYTES, BlobService
 from semreg.services.feeds import FeedService
 from semreg.services.manifests import ManifestService
 from semreg.services.principals import PrincipalService
@@ -29,13 +29,18 @@ class Services:
 
     @classmethod
     def build(
-        cls, db: Database, store: BlobStore, max_manifest_bytes: int, auth: AuthConfig
+        cls,
+        db: Database,
+        store: BlobStore,
+        max_manifest_bytes: int,
+        auth: AuthConfig,
+        checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
     ) -> Services:
         return cls(
             db=db,
             store=store,
             feeds=FeedService(db),
-            blobs=BlobService(db, store),
+            blobs=BlobService(db, store, checkpoint_bytes),
             manifests=ManifestService(db, store, max_manifest_bytes),
             releases=ReleaseService(db),
             tokens=TokenService(db, auth),

@@ -1,11 +1,12 @@
 """Garbage collection: remove blob bytes nothing refers to, and abandoned uploads.
 
-Metadata never points at absent bytes (bytes are written first), so unreferenced bytes are the
-leftovers of deletions and failed pushes. Bytes younger than the grace period are kept: a push in
-flight writes its bytes before the metadata that references them. Each deletion re-checks the
-database in a write transaction (which serializes with pushes on SQLite and holds no lock a push
-needs on PostgreSQL), so only a push of the very same blob within the last instant before the
-unlink can race it; ``docs/operations.md`` says how to run it. Imports: domain, storage, metadata.
+Each blob is collected in a transaction of its own that holds the digest's lock exclusively
+(``metadata.digest_locks``), re-checks that nothing references the digest and deletes the bytes
+before it commits; every write that references a digest holds the same lock shared and checks
+the bytes exist. So no acknowledged blob or manifest is collected, whatever the grace period
+(``docs/operations.md`` has the argument). The grace period only spares young unreferenced
+bytes, e.g. a push that has stored its bytes and not yet its metadata, from being written twice.
+Imports: domain, storage, metadata.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from semreg.metadata import repo
+from semreg import crashpoints
+from semreg.metadata import collection, digest_locks, uploads
 from semreg.metadata.engine import Database
 from semreg.storage.base import BlobStore, ObjectMissing
 
@@ -44,7 +46,7 @@ class GarbageCollector:
         now = datetime.now(UTC)
         uploads = await self._abandoned_uploads(now - upload_ttl, dry_run)
         async with self.db.read() as conn:
-            referenced = await repo.referenced_digests(conn)
+            referenced = await collection.referenced_digests(conn)
         deleted = freed = 0
         async for digest in self.store.iter_digests():
             if str(digest) in referenced:
@@ -57,10 +59,14 @@ class GarbageCollector:
                 continue
             if not dry_run:
                 async with self.db.write() as conn:
-                    if await repo.is_referenced(conn, digest):
+                    await digest_locks.lock_digest(conn, digest)
+                    if await collection.is_referenced(conn, digest):
                         continue
-                    await repo.forget_blob(conn, digest)
+                    # Deleted while the lock is held: a writer that waits for it then finds the
+                    # bytes gone and stores them again.
                     await self.store.delete(digest)
+                    crashpoints.reach("gc.deleting")
+                    await collection.forget_blob(conn, digest)
             deleted += 1
             freed += size
         logger.info(
@@ -71,12 +77,12 @@ class GarbageCollector:
 
     async def _abandoned_uploads(self, idle_since: datetime, dry_run: bool) -> int:
         async with self.db.read() as conn:
-            stale = await repo.list_stale_uploads(conn, idle_since)
-            known = set(await repo.list_upload_ids(conn))
+            stale = await uploads.list_stale_uploads(conn, idle_since)
+            known = set(await uploads.list_upload_ids(conn))
         if not dry_run:
             for upload_id in stale:
                 async with self.db.write() as conn:
-                    await repo.delete_upload(conn, upload_id)
+                    await uploads.delete_upload(conn, upload_id)
                 await self.store.delete_upload(upload_id)
         # Bytes with no session: a process that stopped between creating an upload's bytes and
         # recording it. The same idle time protects an upload being started right now.

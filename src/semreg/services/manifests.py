@@ -12,18 +12,20 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from semreg import crashpoints
 from semreg.domain.digest import Digest
 from semreg.domain.errors import (
     DigestInvalid,
     ManifestBlobUnknown,
+    ManifestInvalid,
     ManifestTooLarge,
     ManifestUnknown,
 )
 from semreg.domain.inventory import StoredManifest
-from semreg.domain.manifest import Manifest, parse_manifest, stored_blobs
+from semreg.domain.manifest import Descriptor, Manifest, parse_manifest, stored_blobs
 from semreg.domain.names import Reference, RepoPath, Tag
 from semreg.domain.tags import TagOrigin
-from semreg.metadata import repo
+from semreg.metadata import digest_locks, repo
 from semreg.metadata.engine import Database
 from semreg.services import lookup, versioning
 from semreg.services.cache import ByteCache
@@ -80,6 +82,8 @@ class ManifestService:
             DigestInvalid: a digest reference does not match the body.
             FeedUnknown, FeedInactive: the feed is missing or disabled.
             ManifestBlobUnknown: a referenced blob or child manifest is not in the repository.
+            ManifestInvalid: a descriptor's size differs from the blob or manifest it names.
+            InsufficientStorage: the storage is full or read-only.
             TagInvalid, ReleaseImmutable: the feed's Container Versioning rules refuse a tag.
         """
         self.check_size(len(body))
@@ -94,6 +98,7 @@ class ManifestService:
             dict.fromkeys([*extra_tags, *([reference] if isinstance(reference, Tag) else [])])
         )
         await self.store.put_bytes(manifest.digest, body)
+        crashpoints.reach("manifest.stored")
         async with self.db.write() as conn:
             repository = await lookup.ensure_repository(conn, path)
             await repo.lock_repository(conn, repository.id)
@@ -101,11 +106,15 @@ class ManifestService:
             decisions = await versioning.check_tags(
                 conn, repository, tags, manifest.digest, TagOrigin.PUSH
             )
+            # Locked before the references are checked: they prove the bytes exist.
+            await digest_locks.share_digests(conn, [manifest.digest, *_referenced(manifest)])
             await self._check_references(conn, repository.id, manifest)
+            await self._confirm_bytes(manifest.digest, body)
             stored = await repo.insert_manifest(
                 conn, repository.id, _to_stored(manifest), _references(manifest)
             )
             await versioning.apply_tags(conn, repository, stored.id, manifest.digest, decisions)
+            crashpoints.reach("manifest.committing")
         self._bytes.put(manifest.digest, body)
         subject = manifest.subject.digest if manifest.subject else None
         return PutResult(manifest.digest, subject, tags)
@@ -113,12 +122,14 @@ class ManifestService:
     async def _check_references(
         self, conn: AsyncConnection, repository_id: int, manifest: Manifest
     ) -> None:
-        missing = await repo.missing_blobs(
+        blob_sizes = await repo.blob_sizes(
             conn, repository_id, (d.digest for d in stored_blobs(manifest))
         )
-        missing += await repo.missing_manifests(
+        child_sizes = await repo.manifest_sizes(
             conn, repository_id, (d.digest for d in manifest.children)
         )
+        held = blob_sizes | child_sizes
+        missing = sorted({d for d in _referenced(manifest) if d not in held})
         if missing:
             listed = ", ".join(str(d) for d in missing[:5])
             raise ManifestBlobUnknown(
@@ -127,6 +138,28 @@ class ManifestService:
                 + "; push those blobs or manifests first",
                 {"digests": [str(d) for d in missing]},
             )
+        for where, descriptor in _descriptors(manifest):
+            actual = held.get(descriptor.digest)
+            if actual is not None and actual != descriptor.size:
+                # Clients trust the descriptor's size: every pull of this image would fail.
+                raise ManifestInvalid(
+                    f"invalid manifest: {where} says {descriptor.digest} is {descriptor.size} "
+                    f"bytes, but it is {actual} bytes",
+                    {
+                        "descriptor": where,
+                        "digest": str(descriptor.digest),
+                        "size": descriptor.size,
+                        "actual": actual,
+                    },
+                )
+
+    async def _confirm_bytes(self, digest: Digest, body: bytes) -> None:
+        """Under the digest's lock, make sure the manifest's bytes are stored: collection may
+        have removed an unreferenced copy after ``put_bytes`` found it there."""
+        try:
+            await self.store.stat(digest)
+        except ObjectMissing:
+            await self.store.put_bytes(digest, body)
 
     async def find(self, path: RepoPath, reference: Reference) -> StoredManifest:
         """The stored manifest a tag or digest names.
@@ -240,6 +273,22 @@ def _to_stored(manifest: Manifest) -> StoredManifest:
         created_at=datetime.now(UTC),
         annotations=manifest.annotations,
     )
+
+
+def _referenced(manifest: Manifest) -> list[Digest]:
+    """Digests the manifest needs in the repository: distributable blobs and children."""
+    return [d.digest for d in (*stored_blobs(manifest), *manifest.children)]
+
+
+def _descriptors(manifest: Manifest) -> list[tuple[str, Descriptor]]:
+    """Each stored blob and child descriptor with where it sits in the manifest."""
+    distributable = {id(d) for d in stored_blobs(manifest)}
+    named = [
+        ("config" if i == 0 else f"layers[{i - 1}]", d)
+        for i, d in enumerate(manifest.blobs)
+        if id(d) in distributable
+    ]
+    return named + [(f"manifests[{i}]", d) for i, d in enumerate(manifest.children)]
 
 
 def _references(manifest: Manifest) -> list[tuple[Digest, str]]:

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from semreg import crashpoints
 from semreg.domain.digest import Digest
 from semreg.domain.errors import Conflict, ManifestUnknown
 from semreg.domain.inventory import Repository, StoredManifest
 from semreg.domain.names import Reference, RepoPath, Tag
 from semreg.domain.promotion import ImageNode, PromotionRecord, TagChange, plan_promotion
 from semreg.domain.tags import TagOrigin
-from semreg.metadata import repo
+from semreg.metadata import digest_locks, repo
 from semreg.metadata.engine import Database
 from semreg.services import lookup, versioning
 
@@ -63,6 +64,22 @@ async def _image(
     return nodes
 
 
+async def _lock_image(
+    conn: AsyncConnection, source: Repository, nodes: dict[Digest, ImageNode]
+) -> None:
+    """Take the digest locks of everything the promotion will reference, then check that the
+    source still holds the image: its rows are what prove the bytes exist (garbage collection
+    may have removed the bytes of an image deleted since it was read)."""
+    digests = set(nodes) | {d for node in nodes.values() for d, _ in node.refs}
+    await digest_locks.share_digests(conn, digests)
+    still = await repo.manifest_sizes(conn, source.id, nodes)
+    if len(still) != len(nodes):
+        raise ManifestUnknown(
+            f"{source.path} lost part of the image while it was promoted; try again",
+            {"missing": sorted(str(d) for d in set(nodes) - set(still))},
+        )
+
+
 class PromotionService:
     """Promotions, retags and their history."""
 
@@ -89,6 +106,7 @@ class PromotionService:
             await versioning.check_tags(conn, target, tags, root.digest, TagOrigin.PROMOTION)
             present = {d for d in nodes if await repo.find_manifest(conn, target.id, d) is not None}
             plan = plan_promotion(root.digest, nodes, present)
+            await _lock_image(conn, source, nodes)
             for blob in plan.blobs:
                 await repo.link_blob(conn, target.id, blob)
             for node in plan.manifests:
@@ -97,7 +115,7 @@ class PromotionService:
             await versioning.write_tags(
                 conn, target, promoted.id, root.digest, tags, TagOrigin.PROMOTION
             )
-            return await repo.record_promotion(
+            record = await repo.record_promotion(
                 conn,
                 from_feed=request.source.feed,
                 to_feed=request.to_feed,
@@ -108,6 +126,8 @@ class PromotionService:
                 comments=request.comments,
                 actor=actor,
             )
+            crashpoints.reach("promotion.committing")
+            return record
 
     async def history(
         self,

@@ -10,9 +10,12 @@ Imports: domain, metadata.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import hmac
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,8 +39,24 @@ KEY_PREFIX: Final = "semreg_"
 ISSUER: Final = "semreg"
 ALGORITHM: Final = "HS256"
 _hasher = PasswordHasher()
-# Verified against when the user does not exist, so both paths cost the same.
-_DUMMY_HASH: Final = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so both paths cost the same (made on
+    first use: hashing takes a few hundred milliseconds, which every process start paid)."""
+    return _hasher.hash(secrets.token_hex(16))
+
+
+_PROOF_KEY: Final = secrets.token_bytes(32)
+_PRINCIPAL_CACHE_SIZE: Final = 4096
+_VERIFIED_CACHE_SIZE: Final = 4096
+
+
+def _proof(user: store.UserRow, password: str) -> str:
+    """A process-keyed digest standing for "this password matched this stored hash"."""
+    message = f"{user.id}|{user.nonce}|{user.password_hash}|{password}".encode()
+    return hmac.new(_PROOF_KEY, message, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +66,7 @@ class AuthConfig:
     failure_limit: int = 10
     failure_window: timedelta = timedelta(minutes=5)
     failure_delay: float = 0.25
+    principal_cache: timedelta = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +83,7 @@ class VerifiedToken:
     access: tuple[Access, ...]
     principal_kind: PrincipalKind
     principal_id: int | None
+    principal_nonce: str = ""
 
 
 def hash_key(text: str) -> str:
@@ -80,14 +101,23 @@ def hash_password(password: str) -> str:
 def _principal_for_key(row: store.ApiKeyRow, user: Principal | None) -> Principal:
     if row.type == "personal" and user is not None:
         return Principal(
-            PrincipalKind.KEY, row.id, user.name, user.system_apis, user.feed_permissions
+            PrincipalKind.KEY,
+            row.id,
+            user.name,
+            user.system_apis,
+            user.feed_permissions,
+            nonce=row.nonce,
         )
     name = f"key:{row.display_name or row.id}"
     if row.type == "feed" and row.feed is not None:
         return Principal(
-            PrincipalKind.KEY, row.id, name, feed_permissions={row.feed: row.permissions}
+            PrincipalKind.KEY,
+            row.id,
+            name,
+            feed_permissions={row.feed: row.permissions},
+            nonce=row.nonce,
         )
-    return Principal(PrincipalKind.KEY, row.id, name, row.system_apis)
+    return Principal(PrincipalKind.KEY, row.id, name, row.system_apis, nonce=row.nonce)
 
 
 class TokenService:
@@ -96,6 +126,14 @@ class TokenService:
     def __init__(self, db: Database, config: AuthConfig) -> None:
         self.db = db
         self.config = config
+        # Principals behind tokens, for ``principal_cache``: (kind, id, nonce) -> (until, found).
+        # Per process and short-lived, so a revocation reaches every replica within that time.
+        self._principals: dict[
+            tuple[PrincipalKind, int | None, str], tuple[float, Principal | None]
+        ] = {}
+        # Proofs of passwords verified in this process (argon2 is slow on purpose); keyed by the
+        # stored hash too, so a changed password or a re-created user never matches.
+        self._verified: dict[str, bool] = {}
 
     async def _with_anonymous_feeds(self, principal: Principal) -> Principal:
         async with self.db.read() as conn:
@@ -108,7 +146,9 @@ class TokenService:
     async def _user_principal(self, user: store.UserRow) -> Principal:
         async with self.db.read() as conn:
             permissions = await store.user_feed_permissions(conn, user.id)
-        return Principal(PrincipalKind.USER, user.id, user.name, user.system_apis, permissions)
+        return Principal(
+            PrincipalKind.USER, user.id, user.name, user.system_apis, permissions, nonce=user.nonce
+        )
 
     async def principal_for_key(self, text: str) -> Principal | None:
         """The principal of an API key, or None for an unknown or expired key."""
@@ -122,24 +162,31 @@ class TokenService:
         user_principal = await self._user_principal(user) if user is not None else None
         return await self._with_anonymous_feeds(_principal_for_key(row, user_principal))
 
-    async def principal_for_password(self, name: str, password: str) -> Principal | None:
-        async with self.db.read() as conn:
-            user = await store.find_user(conn, name)
-        encoded = user.password_hash if user is not None else _DUMMY_HASH
-        try:
-            ok: bool = await asyncio.to_thread(_hasher.verify, encoded, password)
-        except (VerificationError, InvalidHashError):
-            ok = False
-        if not ok or user is None:
-            return None
-        return await self._with_anonymous_feeds(await self._user_principal(user))
-
     async def principal_for_ref(
-        self, kind: PrincipalKind, principal_id: int | None
+        self, kind: PrincipalKind, principal_id: int | None, nonce: str = ""
     ) -> Principal | None:
-        """The current principal behind a token; None when the key or user is gone."""
+        """The current principal behind a token; None when the key or user is gone, expired,
+        or is another one now (a re-created principal has another nonce).
+
+        Answers are kept for ``principal_cache`` (a few seconds): that bounds how long a
+        revocation takes to reach a token on every process (``docs/auth.md``).
+        """
+        key = (kind, principal_id, nonce)
+        now = time.monotonic()
+        cached = self._principals.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await self._load_principal(kind, principal_id, nonce)
+        self._principals[key] = (now + self.config.principal_cache.total_seconds(), found)
+        while len(self._principals) > _PRINCIPAL_CACHE_SIZE:
+            self._principals.pop(next(iter(self._principals)))
+        return found
+
+    async def _load_principal(
+        self, kind: PrincipalKind, principal_id: int | None, nonce: str
+    ) -> Principal | None:
         if kind is PrincipalKind.ANONYMOUS or principal_id is None:
-            return await self.anonymous()
+            return await self.anonymous() if kind is PrincipalKind.ANONYMOUS else None
         async with self.db.read() as conn:
             if kind is PrincipalKind.USER:
                 user = await store.find_user_by_id(conn, principal_id)
@@ -150,10 +197,12 @@ class TokenService:
                     await store.find_user_by_id(conn, key.user_id) if key and key.user_id else None
                 )
         if kind is PrincipalKind.USER:
-            return (
-                await self._with_anonymous_feeds(await self._user_principal(user)) if user else None
-            )
-        if key is None or (key.expires_at is not None and key.expires_at <= datetime.now(UTC)):
+            if user is None or not secrets.compare_digest(user.nonce, nonce):
+                return None
+            return await self._with_anonymous_feeds(await self._user_principal(user))
+        if key is None or not secrets.compare_digest(key.nonce, nonce):
+            return None
+        if key.expires_at is not None and key.expires_at <= datetime.now(UTC):
             return None
         user_principal = await self._user_principal(user) if user is not None else None
         return await self._with_anonymous_feeds(_principal_for_key(key, user_principal))
@@ -165,32 +214,50 @@ class TokenService:
             TooManyRequests: too many recent password failures for this client and account.
             Unauthorized: the credentials are wrong.
         """
-        if secret.startswith(KEY_PREFIX) or username == "api":
+        if secret.startswith(KEY_PREFIX) or username == "api" or username.startswith(KEY_PREFIX):
             # Keys carry 256 random bits: guessing is hopeless, so failures are only slowed, never
             # counted (counting per address would let anyone lock key users out of a shared one).
-            principal = await self.principal_for_key(secret)
+            # A key typed as the user name is taken as a key, and never echoed or stored.
+            text = secret if not username.startswith(KEY_PREFIX) else username
+            principal = await self.principal_for_key(text)
             if principal is None:
                 await asyncio.sleep(self.config.failure_delay)
-                raise Unauthorized("invalid API key", {"account": username[:64]})
+                raise Unauthorized("invalid API key")
             return principal
-        subject = f"{client}|{username}"[:300]
+        # What a client typed as a user name may be a secret: only its hash is stored.
+        subject = hashlib.sha256(f"{client}|{username}".encode()).hexdigest()
         async with self.db.read() as conn:
-            failures = await store.recent_failures(conn, subject, self.config.failure_window)
-        if failures >= self.config.failure_limit:
+            user = await store.find_user(conn, username)
+        if user is not None and self._verified.get(_proof(user, secret)):
+            return await self._with_anonymous_feeds(await self._user_principal(user))
+        # Counted before the password is checked, atomically: parallel guesses all count.
+        async with self.db.write() as conn:
+            attempts = await store.count_failure(conn, subject, self.config.failure_window)
+        if attempts > self.config.failure_limit:
             raise TooManyRequests(
                 "too many failed sign-ins; wait a few minutes before trying again",
                 {"retryAfter": int(self.config.failure_window.total_seconds())},
             )
-        principal = await self.principal_for_password(username, secret)
+        principal = await self._check_password(user, secret)
         if principal is None:
-            async with self.db.write() as conn:
-                await store.record_failure(conn, subject, self.config.failure_window)
             await asyncio.sleep(self.config.failure_delay)
-            raise Unauthorized("invalid user name or password", {"account": username[:64]})
-        if failures:
-            async with self.db.write() as conn:
-                await store.clear_failures(conn, subject)
+            raise Unauthorized("invalid user name or password")
+        async with self.db.write() as conn:
+            await store.clear_failures(conn, subject)
         return principal
+
+    async def _check_password(self, user: store.UserRow | None, password: str) -> Principal | None:
+        encoded = user.password_hash if user is not None else _dummy_hash()
+        try:
+            ok: bool = await asyncio.to_thread(_hasher.verify, encoded, password)
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if not ok or user is None:
+            return None
+        self._verified[_proof(user, password)] = True
+        while len(self._verified) > _VERIFIED_CACHE_SIZE:
+            self._verified.pop(next(iter(self._verified)))
+        return await self._with_anonymous_feeds(await self._user_principal(user))
 
     # --- tokens ----------------------------------------------------------------------------
 
@@ -220,7 +287,7 @@ class TokenService:
             "exp": now + self.config.token_ttl,
             "jti": uuid.uuid4().hex,
             "access": [a.as_claim() for a in access],
-            "pri": {"kind": str(principal.kind), "id": principal.id},
+            "pri": {"kind": str(principal.kind), "id": principal.id, "nonce": principal.nonce},
         }
         token = jwt.encode(claims, self.config.token_secret, algorithm=ALGORITHM)
         return IssuedToken(token, int(self.config.token_ttl.total_seconds()), now, access)
@@ -244,12 +311,19 @@ class TokenService:
             pri = claims.get("pri") or {}
             kind = PrincipalKind(pri.get("kind", "anonymous"))
             principal_id = pri.get("id")
+            nonce = pri.get("nonce", "")
         except (jwt.InvalidTokenError, ValueError, AttributeError) as exc:
             raise Unauthorized(f"invalid token: {_reason(exc)}") from exc
-        if principal_id is not None and not isinstance(principal_id, int):
+        if principal_id is not None and (
+            type(principal_id) is not int or not isinstance(nonce, str) or len(nonce) > 64
+        ):
             raise Unauthorized("invalid token: malformed principal")
         return VerifiedToken(
-            str(claims["sub"]), tuple(parse_access_claim(claims.get("access"))), kind, principal_id
+            str(claims["sub"]),
+            tuple(parse_access_claim(claims.get("access"))),
+            kind,
+            principal_id,
+            nonce,
         )
 
 

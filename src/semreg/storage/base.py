@@ -2,16 +2,34 @@
 
 Implementations: ``filesystem.py`` (default) and ``memory.py`` (tests); every one passes
 ``tests/storage_conformance.py``. Bytes become visible under a digest only after their digest and
-size were verified. Imports: domain, stdlib.
+size were verified, and bytes published under a digest are never replaced or rewritten.
+
+An upload is a sequence of *parts*, one per writing request. Each part is created and written by
+one writer only, front to back; the metadata database records which parts (and how many bytes
+of each) make up the upload. A writer that lost a race therefore writes only into a part that
+nothing refers to, and cannot change bytes anyone else relies on. Disk-full and read-only
+conditions raise ``domain.errors.InsufficientStorage`` directly: their meaning does not depend on
+the use case. Imports: domain, stdlib.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from semreg.domain.digest import Digest, Hasher
+from semreg.domain.inventory import UploadPart
+
+__all__ = [
+    "BlobStore",
+    "Checkpoint",
+    "DigestMismatch",
+    "ObjectMissing",
+    "StorageError",
+    "UploadMissing",
+    "UploadPart",
+]
 
 
 class StorageError(Exception):
@@ -35,6 +53,10 @@ class DigestMismatch(StorageError):
         self.actual = actual
 
 
+Checkpoint: TypeAlias = Callable[[int], Awaitable[None]]
+"""Called with the part's durable size while a part is written (to record progress)."""
+
+
 class BlobStore(Protocol):
     """Content-addressed blob bytes plus the scratch space of uploads."""
 
@@ -51,7 +73,12 @@ class BlobStore(Protocol):
         ...
 
     async def put_bytes(self, digest: Digest, data: bytes) -> None:
-        """Store a small blob after checking its digest. Idempotent. Raises DigestMismatch."""
+        """Store a small blob after checking its digest; an existing blob is kept as it is.
+
+        Raises:
+            DigestMismatch: ``data`` does not hash to ``digest``.
+            InsufficientStorage: the storage is full or read-only.
+        """
         ...
 
     async def delete(self, digest: Digest) -> None:
@@ -69,33 +96,57 @@ class BlobStore(Protocol):
         ...
 
     async def create_upload(self, upload_id: str) -> None:
-        """Start an empty upload."""
-        ...
+        """Make room for an upload's parts.
 
-    async def append_upload(
-        self,
-        upload_id: str,
-        offset: int,
-        chunks: AsyncIterable[bytes],
-        hasher: Hasher | None = None,
-    ) -> int:
-        """Write ``chunks`` at ``offset`` (dropping anything past it) and return the new size.
-
-        ``hasher``, when given, is fed the same bytes. Raises UploadMissing.
+        Raises:
+            InsufficientStorage: the storage is full or read-only.
         """
         ...
 
-    async def upload_size(self, upload_id: str) -> int:
-        """Bytes written so far. Raises UploadMissing."""
+    async def write_part(
+        self,
+        upload_id: str,
+        part: str,
+        chunks: AsyncIterable[bytes],
+        hasher: Hasher | None = None,
+        checkpoint: Checkpoint | None = None,
+        checkpoint_bytes: int = 0,
+    ) -> int:
+        """Write ``chunks`` into a new part of an upload, durably, and return its size.
+
+        The part is created here and written only by this call, front to back: bytes of it that
+        a checkpoint reported never change afterwards. Every ``checkpoint_bytes`` (when set) the
+        bytes so far are made durable and ``checkpoint(size)`` is awaited; an exception it raises
+        stops the write. ``hasher``, when given, is fed the same bytes.
+
+        Raises:
+            UploadMissing: the upload is gone (or the part name is taken).
+            InsufficientStorage: the storage is full or read-only.
+        """
         ...
 
-    async def commit_upload(
-        self, upload_id: str, digest: Digest, size: int, hasher: Hasher | None = None
-    ) -> None:
-        """Verify the first ``size`` bytes against ``digest`` and publish them as that blob.
+    async def delete_part(self, upload_id: str, part: str) -> None:
+        """Drop a part nothing refers to; an absent part is not an error."""
+        ...
 
-        ``hasher`` is used instead of re-reading when it saw exactly those bytes. The upload is
-        removed either way. Raises UploadMissing, DigestMismatch.
+    async def commit_parts(
+        self,
+        upload_id: str,
+        parts: Sequence[UploadPart],
+        digest: Digest,
+        hasher: Hasher | None = None,
+    ) -> None:
+        """Publish the first ``size`` bytes of each part, in order, as the blob ``digest``.
+
+        The bytes are checked against ``digest`` (``hasher`` is used instead when it saw exactly
+        those bytes). A blob already stored under ``digest`` is kept as it is: published bytes are
+        never replaced. The upload itself is left in place (the caller removes it once the
+        metadata is committed), so a failed or repeated commit can simply be retried.
+
+        Raises:
+            UploadMissing: a part is missing or shorter than recorded.
+            DigestMismatch: the bytes do not hash to ``digest``.
+            InsufficientStorage: the storage is full or read-only.
         """
         ...
 

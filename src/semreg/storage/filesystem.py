@@ -1,28 +1,65 @@
-"""Blob store on a local folder: write to a temporary file, fsync, ``os.replace`` into place.
+"""Blob store on a local folder: parts written once, front to back; blobs published by hard link.
+
+- A blob is published with ``os.link``, which cannot replace: when the digest is already stored,
+  the stored file is kept. A published file is never opened for writing again.
+- Each part of an upload is a file created with ``O_EXCL`` by the one request writing it, which
+  only appends; bytes a checkpoint reported are fsynced before they are reported.
+- A single finished part is published as it is (no copy); several parts, or a part whose writer
+  did not finish, are first copied (the counted bytes only) into a new file of the upload.
+- Files are created 0600 and folders 0700: blobs may be private images.
 
 Blocking file I/O runs in worker threads (``anyio.to_thread``); incoming chunks are gathered into
-1 MiB writes so a thread hop is paid per MiB, not per network read. Imports: domain, storage.base,
-storage.layout, anyio, stdlib.
+1 MiB writes so a thread hop is paid per MiB, not per network read. Imports: domain,
+storage.base, storage.layout, anyio, stdlib.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
 import anyio.to_thread
 
+from semreg import crashpoints
 from semreg.domain.digest import Digest, Hasher, compute_digest, new_hasher
+from semreg.domain.errors import InsufficientStorage
 from semreg.storage import layout
-from semreg.storage.base import DigestMismatch, ObjectMissing, UploadMissing
+from semreg.storage.base import Checkpoint, DigestMismatch, ObjectMissing, UploadMissing, UploadPart
 
 WRITE_BATCH: Final = 1024 * 1024
 READ_CHUNK: Final = 1024 * 1024
+FILE_MODE: Final = 0o600
+DIR_MODE: Final = 0o700
+_FULL: Final = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EFBIG: "file too large for the file system",
+}
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn disk-full, over-quota and read-only errors into ``InsufficientStorage``."""
+    try:
+        yield
+    except OSError as exc:
+        reason = _FULL.get(exc.errno or 0)
+        if reason is None:
+            raise
+        name = errno.errorcode.get(exc.errno or 0, "")
+        raise InsufficientStorage(
+            f"the registry cannot store data: {reason} ({name}); free space or make the "
+            "storage writable, then retry",
+            {"reason": name},
+        ) from exc
 
 
 def _fsync_dir(path: Path) -> None:
@@ -33,10 +70,51 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _create_exclusive(path: Path) -> BinaryIO:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    return os.fdopen(fd, "wb")
+
+
 def _write(handle: BinaryIO, data: bytes | bytearray, hasher: Hasher | None) -> None:
     handle.write(data)
     if hasher is not None:
         hasher.update(data)
+
+
+def _sync(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _copy_prefix(source: Path, size: int, target: BinaryIO, hasher: Hasher | None) -> None:
+    """Copy the first ``size`` bytes of ``source`` (UploadMissing when it holds fewer)."""
+    try:
+        handle = open(source, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        raise UploadMissing(f"part {source.name} is missing") from None
+    with handle:
+        remaining = size
+        while remaining:
+            block = handle.read(min(READ_CHUNK, remaining))
+            if not block:
+                raise UploadMissing(f"part {source.name} holds fewer than {size} bytes")
+            remaining -= len(block)
+            target.write(block)
+            if hasher is not None:
+                hasher.update(block)
+
+
+def _hash_prefix(source: Path, size: int, algorithm: str) -> str:
+    hasher = new_hasher(algorithm)
+    with open(source, "rb") as handle:
+        remaining = size
+        while remaining:
+            block = handle.read(min(READ_CHUNK, remaining))
+            if not block:
+                raise UploadMissing(f"part {source.name} holds fewer than {size} bytes")
+            remaining -= len(block)
+            hasher.update(block)
+    return hasher.hexdigest()
 
 
 class FilesystemBlobStore:
@@ -44,8 +122,8 @@ class FilesystemBlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        (root / "blobs").mkdir(parents=True, exist_ok=True)
-        (root / "uploads").mkdir(parents=True, exist_ok=True)
+        for folder in (root, root / "blobs", root / "uploads"):
+            folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
         return self.root / key
@@ -87,30 +165,38 @@ class FilesystemBlobStore:
             raise ObjectMissing(str(digest)) from None
 
     def _publish(self, source: Path, digest: Digest) -> None:
+        """Link ``source`` under ``digest`` unless a blob is there already (it is kept)."""
         target = self._path(layout.blob_key(digest))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target)
+        target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            return  # content-addressed: the stored bytes are the same bytes, and they stay
         _fsync_dir(target.parent)
 
     def _put_bytes(self, digest: Digest, data: bytes) -> None:
         if self._path(layout.blob_key(digest)).exists():
             return
-        tmp = self._path(layout.scratch_key(secrets.token_hex(16)))
+        # In an upload folder without a session: gc removes it if a crash leaves it behind.
+        scratch = self._path(layout.scratch_key(str(uuid.uuid4())))
+        scratch_dir = scratch.parent
+        scratch_dir.mkdir(mode=DIR_MODE)
         try:
-            with open(tmp, "wb") as handle:
+            with _create_exclusive(scratch) as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            self._publish(tmp, digest)
+                _sync(handle)
+            self._publish(scratch, digest)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            scratch.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                scratch_dir.rmdir()
 
     async def put_bytes(self, digest: Digest, data: bytes) -> None:
         actual = compute_digest(data, digest.algorithm)
         if actual != digest:
             raise DigestMismatch(digest, actual)
-        await anyio.to_thread.run_sync(self._put_bytes, digest, data)
+        with storage_errors():
+            await anyio.to_thread.run_sync(self._put_bytes, digest, data)
 
     async def delete(self, digest: Digest) -> None:
         path = self._path(layout.blob_key(digest))
@@ -136,87 +222,102 @@ class FilesystemBlobStore:
             raise ObjectMissing(str(digest)) from None
         return datetime.fromtimestamp(info.st_mtime, UTC)
 
+    # --- uploads -------------------------------------------------------------------------------
+
     async def create_upload(self, upload_id: str) -> None:
-        def create() -> None:
-            path = self._path(layout.upload_key(upload_id))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"")
+        directory = self._path(layout.upload_dir(upload_id))
+        with storage_errors():
+            await anyio.to_thread.run_sync(lambda: directory.mkdir(mode=DIR_MODE))
 
-        await anyio.to_thread.run_sync(create)
-
-    def _open_for_append(self, upload_id: str, offset: int) -> BinaryIO:
+    def _open_part(self, upload_id: str, part: str) -> BinaryIO:
         try:
-            handle = open(self._path(layout.upload_key(upload_id)), "r+b")  # noqa: SIM115
+            return _create_exclusive(self._path(layout.part_key(upload_id, part)))
         except FileNotFoundError:
             raise UploadMissing(upload_id) from None
-        size = os.fstat(handle.fileno()).st_size
-        if size < offset:
-            handle.close()
-            raise UploadMissing(f"{upload_id} holds {size} bytes, not {offset}")
-        # Bytes past the committed offset belong to a chunk that never completed.
-        handle.truncate(offset)
-        handle.seek(offset)
-        return handle
+        except FileExistsError:
+            raise UploadMissing(f"part {part} of {upload_id} exists already") from None
 
-    async def append_upload(
+    async def write_part(
         self,
         upload_id: str,
-        offset: int,
+        part: str,
         chunks: AsyncIterable[bytes],
         hasher: Hasher | None = None,
+        checkpoint: Checkpoint | None = None,
+        checkpoint_bytes: int = 0,
     ) -> int:
-        handle = await anyio.to_thread.run_sync(self._open_for_append, upload_id, offset)
-        written = offset
-        try:
-            batch = bytearray()
-            async for chunk in chunks:
-                batch += chunk
-                if len(batch) >= WRITE_BATCH:
+        with storage_errors():
+            handle = await anyio.to_thread.run_sync(self._open_part, upload_id, part)
+            written = since_checkpoint = 0
+            try:
+                batch = bytearray()
+                async for chunk in chunks:
+                    batch += chunk
+                    if len(batch) < WRITE_BATCH:
+                        continue
                     await anyio.to_thread.run_sync(_write, handle, batch, hasher)
                     written += len(batch)
+                    since_checkpoint += len(batch)
                     batch = bytearray()
-            if batch:
-                await anyio.to_thread.run_sync(_write, handle, batch, hasher)
-                written += len(batch)
-        finally:
-            await anyio.to_thread.run_sync(handle.close)
+                    crashpoints.reach("upload.write")
+                    if checkpoint is not None and since_checkpoint >= checkpoint_bytes > 0:
+                        await anyio.to_thread.run_sync(_sync, handle)
+                        await checkpoint(written)
+                        since_checkpoint = 0
+                if batch:
+                    await anyio.to_thread.run_sync(_write, handle, batch, hasher)
+                    written += len(batch)
+                # An acknowledged chunk is on disk: a crash after the answer loses nothing.
+                await anyio.to_thread.run_sync(_sync, handle)
+            finally:
+                await anyio.to_thread.run_sync(handle.close)
         return written
 
-    async def upload_size(self, upload_id: str) -> int:
-        try:
-            path = self._path(layout.upload_key(upload_id))
-            return (await anyio.to_thread.run_sync(os.stat, path)).st_size
-        except FileNotFoundError:
-            raise UploadMissing(upload_id) from None
+    async def delete_part(self, upload_id: str, part: str) -> None:
+        path = self._path(layout.part_key(upload_id, part))
+        await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
 
-    def _commit(self, upload_id: str, digest: Digest, size: int, hasher: Hasher | None) -> None:
-        path = self._path(layout.upload_key(upload_id))
+    def _commit(
+        self, upload_id: str, parts: Sequence[UploadPart], digest: Digest, hasher: Hasher | None
+    ) -> None:
+        paths = [self._path(layout.part_key(upload_id, p.name)) for p in parts]
+        source = _direct_source(parts, paths)
+        assembled: Path | None = None
         try:
-            handle = open(path, "r+b")  # noqa: SIM115
-        except FileNotFoundError:
-            raise UploadMissing(upload_id) from None
-        with handle:
-            if os.fstat(handle.fileno()).st_size < size:
-                raise UploadMissing(f"{upload_id} is shorter than {size} bytes")
-            handle.truncate(size)
-            if hasher is None:
-                hasher = new_hasher(digest.algorithm)
-                while block := handle.read(READ_CHUNK):
-                    hasher.update(block)
-            actual = Digest(digest.algorithm, hasher.hexdigest())
+            if source is None:
+                # Several parts, or a part whose writer never finished (and might in theory still
+                # be appending): publish a copy of exactly the counted bytes instead.
+                assembled = self._path(layout.part_key(upload_id, secrets.token_hex(16)))
+                feed: Hasher | None = None
+                if hasher is None:  # hash while copying: the bytes are read once
+                    hasher = feed = new_hasher(digest.algorithm)
+                with _create_exclusive(assembled) as handle:
+                    for part, path in zip(parts, paths, strict=True):
+                        _copy_prefix(path, part.size, handle, feed)
+                    _sync(handle)
+                source = assembled
+                found = hasher.hexdigest()
+            elif hasher is not None:
+                found = hasher.hexdigest()
+            else:
+                found = _hash_prefix(source, parts[0].size, digest.algorithm)
+            actual = Digest(digest.algorithm, found)
             if actual != digest:
                 raise DigestMismatch(digest, actual)
-            handle.flush()
-            os.fsync(handle.fileno())
-        self._publish(path, digest)
-
-    async def commit_upload(
-        self, upload_id: str, digest: Digest, size: int, hasher: Hasher | None = None
-    ) -> None:
-        try:
-            await anyio.to_thread.run_sync(self._commit, upload_id, digest, size, hasher)
+            self._publish(source, digest)
         finally:
-            await self.delete_upload(upload_id)
+            if assembled is not None:
+                assembled.unlink(missing_ok=True)
+
+    async def commit_parts(
+        self,
+        upload_id: str,
+        parts: Sequence[UploadPart],
+        digest: Digest,
+        hasher: Hasher | None = None,
+    ) -> None:
+        with storage_errors():
+            await anyio.to_thread.run_sync(self._commit, upload_id, parts, digest, hasher)
 
     async def delete_upload(self, upload_id: str) -> None:
         def remove() -> None:
@@ -236,10 +337,12 @@ class FilesystemBlobStore:
                 return found
             for directory in base.iterdir():
                 if not layout.is_upload_id(directory.name):
-                    continue  # scratch files of put_bytes
-                data = directory / "data"
+                    continue
                 try:
-                    written = (data if data.exists() else directory).stat().st_mtime
+                    written = max(
+                        [directory.stat().st_mtime]
+                        + [f.stat().st_mtime for f in directory.iterdir()]
+                    )
                 except FileNotFoundError:
                     continue  # removed while we looked
                 found.append((directory.name, datetime.fromtimestamp(written, UTC)))
@@ -247,3 +350,14 @@ class FilesystemBlobStore:
 
         for item in await anyio.to_thread.run_sync(scan):
             yield item
+
+
+def _direct_source(parts: Sequence[UploadPart], paths: Sequence[Path]) -> Path | None:
+    """The part file itself when it can be published as it is: one finished part, whole."""
+    if len(parts) != 1 or not parts[0].closed:
+        return None
+    try:
+        size = os.stat(paths[0]).st_size
+    except FileNotFoundError:
+        raise UploadMissing(f"part {parts[0].name} is missing") from None
+    return paths[0] if size == parts[0].size else None

@@ -5,11 +5,11 @@ Imports: domain, storage.base, stdlib.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 from semreg.domain.digest import Digest, Hasher, compute_digest
-from semreg.storage.base import DigestMismatch, ObjectMissing, UploadMissing
+from semreg.storage.base import Checkpoint, DigestMismatch, ObjectMissing, UploadMissing, UploadPart
 
 
 class MemoryBlobStore:
@@ -18,7 +18,7 @@ class MemoryBlobStore:
     def __init__(self) -> None:
         self.blobs: dict[Digest, bytes] = {}
         self.written: dict[Digest, datetime] = {}
-        self.uploads: dict[str, bytearray] = {}
+        self.uploads: dict[str, dict[str, bytearray]] = {}
         self.upload_written: dict[str, datetime] = {}
 
     async def stat(self, digest: Digest) -> int:
@@ -40,8 +40,9 @@ class MemoryBlobStore:
         actual = compute_digest(data, digest.algorithm)
         if actual != digest:
             raise DigestMismatch(digest, actual)
-        self.blobs[digest] = bytes(data)
-        self.written[digest] = datetime.now(UTC)
+        if digest not in self.blobs:  # published bytes are never replaced
+            self.blobs[digest] = bytes(data)
+            self.written[digest] = datetime.now(UTC)
 
     async def delete(self, digest: Digest) -> None:
         self.blobs.pop(digest, None)
@@ -56,56 +57,67 @@ class MemoryBlobStore:
         return self.written[digest]
 
     async def create_upload(self, upload_id: str) -> None:
-        self.uploads[upload_id] = bytearray()
+        self.uploads[upload_id] = {}
         self.upload_written[upload_id] = datetime.now(UTC)
 
-    def _upload(self, upload_id: str) -> bytearray:
+    def _parts(self, upload_id: str) -> dict[str, bytearray]:
         try:
             return self.uploads[upload_id]
         except KeyError:
             raise UploadMissing(upload_id) from None
 
-    async def append_upload(
+    async def write_part(
         self,
         upload_id: str,
-        offset: int,
+        part: str,
         chunks: AsyncIterable[bytes],
         hasher: Hasher | None = None,
+        checkpoint: Checkpoint | None = None,
+        checkpoint_bytes: int = 0,
     ) -> int:
-        data = self._upload(upload_id)
-        if len(data) < offset:
-            raise UploadMissing(f"{upload_id} holds {len(data)} bytes, not {offset}")
-        del data[offset:]
+        parts = self._parts(upload_id)
+        if part in parts:
+            raise UploadMissing(f"part {part} of {upload_id} exists already")
+        data = parts[part] = bytearray()
+        since_checkpoint = 0
         async for chunk in chunks:
             data += chunk
+            since_checkpoint += len(chunk)
             if hasher is not None:
                 hasher.update(chunk)
+            if checkpoint is not None and since_checkpoint >= checkpoint_bytes > 0:
+                await checkpoint(len(data))
+                since_checkpoint = 0
         self.upload_written[upload_id] = datetime.now(UTC)
         return len(data)
 
-    async def upload_size(self, upload_id: str) -> int:
-        return len(self._upload(upload_id))
+    async def delete_part(self, upload_id: str, part: str) -> None:
+        self.uploads.get(upload_id, {}).pop(part, None)
 
-    async def commit_upload(
-        self, upload_id: str, digest: Digest, size: int, hasher: Hasher | None = None
+    async def commit_parts(
+        self,
+        upload_id: str,
+        parts: Sequence[UploadPart],
+        digest: Digest,
+        hasher: Hasher | None = None,
     ) -> None:
-        try:
-            data = bytes(self._upload(upload_id))
-            if len(data) < size:
-                raise UploadMissing(f"{upload_id} is shorter than {size} bytes")
-            data = data[:size]
-            actual = (
-                Digest(digest.algorithm, hasher.hexdigest())
-                if hasher is not None
-                else compute_digest(data, digest.algorithm)
-            )
-            if actual != digest:
-                raise DigestMismatch(digest, actual)
-            self.blobs[digest] = data
+        stored = self._parts(upload_id)
+        data = bytearray()
+        for part in parts:
+            found = stored.get(part.name)
+            if found is None or len(found) < part.size:
+                raise UploadMissing(f"part {part.name} is missing or short")
+            data += found[: part.size]
+        actual = (
+            Digest(digest.algorithm, hasher.hexdigest())
+            if hasher is not None
+            else compute_digest(bytes(data), digest.algorithm)
+        )
+        if actual != digest:
+            raise DigestMismatch(digest, actual)
+        if digest not in self.blobs:
+            self.blobs[digest] = bytes(data)
             self.written[digest] = datetime.now(UTC)
-        finally:
-            self.uploads.pop(upload_id, None)
-            self.upload_written.pop(upload_id, None)
 
     async def delete_upload(self, upload_id: str) -> None:
         self.uploads.pop(upload_id, None)

@@ -171,3 +171,75 @@ def test_postgresql_compiles_byte_order_names() -> None:
     # The schema check above relies on name columns compiling with COLLATE "C" on PostgreSQL.
     compiled = feeds.c.name.type.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
     assert compiled == 'VARCHAR(64) COLLATE "C"'
+
+
+def test_0005_keeps_every_principal_and_gives_each_a_nonce(database_url: str) -> None:
+    # 0005 rebuilds the principal tables on SQLite; nothing that referred to them may be lost.
+    from alembic import command
+
+    from semreg.metadata.migrate import _alembic_config
+
+    now = datetime.now(UTC)
+
+    def to_0004_and_fill(sync: sa.Connection) -> None:
+        command.upgrade(_alembic_config(sync), "0004")
+        sync.execute(
+            sa.text(
+                "INSERT INTO feeds (id, name, feed_type, active, created_at, container_versioning,"
+                " anonymous_view) VALUES (7, 'kept', 'docker', true, :now, false, false)"
+            ),
+            {"now": now},
+        )
+        for user_id, name in ((3, "alice"), (9, "bob")):
+            sync.execute(
+                sa.text(
+                    "INSERT INTO users (id, name, password_hash, created_at) "
+                    "VALUES (:id, :name, 'hash', :now)"
+                ),
+                {"id": user_id, "name": name, "now": now},
+            )
+        sync.execute(
+            sa.text(
+                "INSERT INTO user_permissions (user_id, feed_id, permissions) "
+                "VALUES (3, 7, '[\"view\"]')"
+            )
+        )
+        sync.execute(
+            sa.text(
+                "INSERT INTO api_keys (id, key_hash, prefix, type, user_id, feed_id, created_at) "
+                "VALUES (5, 'h1', 'semreg_ab', 'personal', 9, NULL, :now), "
+                "(6, 'h2', 'semreg_cd', 'feed', NULL, 7, :now)"
+            ),
+            {"now": now},
+        )
+
+    def read(sync: sa.Connection) -> dict[str, Any]:
+        return {
+            "users": sync.execute(sa.text("SELECT id, name, nonce FROM users ORDER BY id")).all(),
+            "keys": sync.execute(
+                sa.text("SELECT id, user_id, feed_id, nonce FROM api_keys ORDER BY id")
+            ).all(),
+            "permissions": sync.execute(
+                sa.text("SELECT user_id, feed_id FROM user_permissions")
+            ).all(),
+        }
+
+    async def scenario() -> dict[str, Any]:
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(to_0004_and_fill)
+            await upgrade(engine)
+            async with engine.connect() as conn:
+                assert await conn.run_sync(schema_differences) == []
+                return await conn.run_sync(read)
+        finally:
+            await engine.dispose()
+
+    found = asyncio.run(scenario())
+    assert [(u.id, u.name) for u in found["users"]] == [(3, "alice"), (9, "bob")]
+    assert [(k.id, k.user_id, k.feed_id) for k in found["keys"]] == [(5, 9, None), (6, None, 7)]
+    assert [tuple(p) for p in found["permissions"]] == [(3, 7)]
+    nonces = [row.nonce for row in [*found["users"], *found["keys"]]]
+    assert all(len(n) == 32 for n in nonces)
+    assert len(set(nonces)) == len(nonces)

@@ -1,7 +1,7 @@
 """Focused checks of the SQL in ``semreg.metadata.repo`` on SQLite and PostgreSQL.
 
 One migrated database per backend for the module. Most tests run inside a transaction that is
-rolled back; the lease tests commit, as two workers would, on upload ids of their own (they
+rolled back; the upload tests commit, as two workers would, on upload ids of their own (they
 never add manifests, so the catalog test still sees only its own repositories).
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -20,16 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from semreg.domain.digest import compute_digest
 from semreg.domain.feeds import Feed
-from semreg.domain.inventory import Repository, StoredManifest
+from semreg.domain.inventory import Repository, StoredManifest, UploadPart, UploadSession
 from semreg.domain.tags import TagPolicy
-from semreg.metadata import repo
+from semreg.metadata import repo, uploads
 from semreg.metadata.engine import Database, create_engine
 from semreg.metadata.migrate import upgrade
-from semreg.metadata.schema import repositories, uploads
+from semreg.metadata.schema import repositories
+from semreg.metadata.schema import uploads as upload_table
 from tests.unit.metadata import BACKENDS, fresh_database
 
 T = TypeVar("T")
-LEASE = timedelta(minutes=1)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -220,7 +220,7 @@ def test_ensure_repository_in_two_feeds(database_url: str) -> None:
     assert first.feed != second.feed
 
 
-# --- upload leases -------------------------------------------------------------------------------
+# --- upload sessions ---------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -231,102 +231,61 @@ def upload_id(database_url: str) -> str:
     async def body(conn: AsyncConnection) -> None:
         feed = await make_feed(conn)
         repository = await repo.ensure_repository(conn, feed, "uploads")
-        await repo.create_upload(conn, upload_id, repository.id)
+        await uploads.create_upload(conn, upload_id, repository.id)
 
     committed(database_url, body)
     return upload_id
 
 
-def claim(url: str, upload_id: str, size: int, token: str, stale_after: timedelta = LEASE) -> bool:
-    return committed(url, lambda conn: repo.claim_upload(conn, upload_id, size, token, stale_after))
+def record(url: str, upload_id: str, version: int, part: UploadPart, size: int) -> int | None:
+    return committed(url, lambda conn: uploads.record_part(conn, upload_id, version, part, size))
 
 
-def release(url: str, upload_id: str, token: str, new_size: int | None) -> bool:
-    return committed(url, lambda conn: repo.release_upload(conn, upload_id, token, new_size))
-
-
-def upload_row(url: str, upload_id: str) -> sa.Row[Any]:
-    async def body(conn: AsyncConnection) -> sa.Row[Any]:
-        return (await conn.execute(sa.select(uploads).where(uploads.c.id == upload_id))).one()
+def session(url: str, upload_id: str) -> tuple[UploadSession | None, list[UploadPart]]:
+    async def body(conn: AsyncConnection) -> tuple[UploadSession | None, list[UploadPart]]:
+        row = (
+            await conn.execute(sa.select(upload_table).where(upload_table.c.id == upload_id))
+        ).first()
+        found = await uploads.find_upload(conn, row.repository_id, upload_id) if row else None
+        return found, await uploads.list_parts(conn, upload_id)
 
     return committed(url, body)
 
 
-def test_second_claim_fails_while_the_first_holds_the_lease(
+def test_of_two_writers_at_one_version_exactly_one_records(
     database_url: str, upload_id: str
 ) -> None:
-    assert claim(database_url, upload_id, 0, "a" * 32)
-    assert not claim(database_url, upload_id, 0, "b" * 32)
-    # not even the holder can claim twice: a lease is taken once, then released
-    assert not claim(database_url, upload_id, 0, "a" * 32)
-    row = upload_row(database_url, upload_id)
-    assert row.lease_token == "a" * 32
-    assert row.lease_at is not None
-    assert release(database_url, upload_id, "a" * 32, 10)
-    assert claim(database_url, upload_id, 10, "b" * 32)
+    first, second = UploadPart("a" * 32, 10), UploadPart("b" * 32, 7)
+    assert record(database_url, upload_id, 0, first, 10) == 1
+    # The second writer started at version 0 too: it lost, and nothing of it is recorded.
+    assert record(database_url, upload_id, 0, second, 7) is None
+    found, parts = session(database_url, upload_id)
+    assert found is not None
+    assert (found.size, found.version) == (10, 1)
+    assert parts == [first]
+    # It may resume from the new version.
+    assert record(database_url, upload_id, 1, second, 17) == 2
+    assert session(database_url, upload_id)[1] == [first, second]
 
 
-def test_claim_needs_the_current_size(database_url: str, upload_id: str) -> None:
-    assert not claim(database_url, upload_id, 5, "a" * 32)
-    assert claim(database_url, upload_id, 0, "a" * 32)
-    assert release(database_url, upload_id, "a" * 32, 5)
-    assert not claim(database_url, upload_id, 0, "b" * 32)
-    assert claim(database_url, upload_id, 5, "b" * 32)
+def test_a_checkpoint_grows_the_same_part(database_url: str, upload_id: str) -> None:
+    name = "c" * 32
+    assert record(database_url, upload_id, 0, UploadPart(name, 8, closed=False), 8) == 1
+    assert record(database_url, upload_id, 1, UploadPart(name, 16, closed=False), 16) == 2
+    assert record(database_url, upload_id, 2, UploadPart(name, 20), 20) == 3
+    found, parts = session(database_url, upload_id)
+    assert found is not None
+    assert found.size == 20
+    assert parts == [UploadPart(name, 20, closed=True)]
 
 
-def test_claim_of_an_unknown_upload_fails(database_url: str) -> None:
-    assert not claim(database_url, str(uuid.uuid4()), 0, "a" * 32)
+def test_record_on_an_unknown_upload_fails(database_url: str) -> None:
+    assert record(database_url, str(uuid.uuid4()), 0, UploadPart("d" * 32, 1), 1) is None
 
 
-def test_stale_lease_can_be_taken_over(database_url: str, upload_id: str) -> None:
-    assert claim(database_url, upload_id, 0, "a" * 32)
-
-    async def age(conn: AsyncConnection) -> None:
-        await conn.execute(
-            uploads.update()
-            .where(uploads.c.id == upload_id)
-            .values(lease_at=datetime.now(UTC) - 2 * LEASE)
-        )
-
-    committed(database_url, age)
-    # fresh enough for a 5-minute timeout, stale for a 1-minute one
-    assert not claim(database_url, upload_id, 0, "b" * 32, stale_after=5 * LEASE)
-    assert claim(database_url, upload_id, 0, "b" * 32, stale_after=LEASE)
-    assert upload_row(database_url, upload_id).lease_token == "b" * 32
-    # the writer that lost its lease cannot release it or record a size
-    assert not release(database_url, upload_id, "a" * 32, 99)
-    assert upload_row(database_url, upload_id).size == 0
-    assert release(database_url, upload_id, "b" * 32, 7)
-    assert upload_row(database_url, upload_id).size == 7
-
-
-def test_renewed_lease_is_not_stale(database_url: str, upload_id: str) -> None:
-    assert claim(database_url, upload_id, 0, "a" * 32)
-
-    async def age(conn: AsyncConnection) -> None:
-        await conn.execute(
-            uploads.update()
-            .where(uploads.c.id == upload_id)
-            .values(lease_at=datetime.now(UTC) - 2 * LEASE)
-        )
-
-    committed(database_url, age)
-    committed(database_url, lambda conn: repo.renew_upload_lease(conn, upload_id, "a" * 32))
-    assert not claim(database_url, upload_id, 0, "b" * 32, stale_after=LEASE)
-
-
-def test_release_without_a_size_keeps_the_size(database_url: str, upload_id: str) -> None:
-    assert claim(database_url, upload_id, 0, "a" * 32)
-    assert release(database_url, upload_id, "a" * 32, 42)
-    before = upload_row(database_url, upload_id)
-    assert before.size == 42
-    assert claim(database_url, upload_id, 42, "b" * 32)
-    # a failed chunk: the lease goes, the recorded size and its time stay
-    assert release(database_url, upload_id, "b" * 32, None)
-    after = upload_row(database_url, upload_id)
-    assert after.size == 42
-    assert after.updated_at == before.updated_at
-    assert after.lease_token is None
-    assert after.lease_at is None
-    assert not release(database_url, upload_id, "b" * 32, None)
-    assert claim(database_url, upload_id, 42, "c" * 32)
+def test_delete_at_a_version(database_url: str, upload_id: str) -> None:
+    assert record(database_url, upload_id, 0, UploadPart("e" * 32, 3), 3) == 1
+    assert not committed(database_url, lambda conn: uploads.delete_upload(conn, upload_id, 0))
+    assert session(database_url, upload_id)[0] is not None
+    assert committed(database_url, lambda conn: uploads.delete_upload(conn, upload_id, 1))
+    assert session(database_url, upload_id) == (None, [])

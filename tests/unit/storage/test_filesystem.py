@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
-from semreg.domain.digest import compute_digest
-from semreg.storage.base import DigestMismatch, ObjectMissing, UploadMissing
+from semreg.domain.digest import Digest, compute_digest
+from semreg.domain.errors import InsufficientStorage
+from semreg.storage.base import DigestMismatch, ObjectMissing, UploadPart
 from semreg.storage.filesystem import FilesystemBlobStore
 from tests.storage_conformance import *  # noqa: F403
-from tests.storage_conformance import append, digests, new_upload, pattern, put, run
+from tests.storage_conformance import digests, new_upload, pattern, put, run, write
 
 
 @pytest.fixture
@@ -33,16 +35,67 @@ def test_blob_path_layout(store: FilesystemBlobStore, tmp_path: Path) -> None:
     assert files_under(tmp_path / "blobs") == sorted([path, path512])
 
 
-def test_committed_upload_lands_in_the_layout(store: FilesystemBlobStore, tmp_path: Path) -> None:
+def blob_path(root: Path, digest: Digest) -> Path:
+    return root / "blobs" / digest.algorithm / digest.hex[:2] / digest.hex
+
+
+def test_a_committed_part_lands_in_the_layout(store: FilesystemBlobStore, tmp_path: Path) -> None:
     data = pattern(3000, b"fs")
     upload_id = new_upload(store)
-    assert (tmp_path / "uploads" / upload_id / "data").is_file()
-    append(store, upload_id, 0, data)
+    assert (tmp_path / "uploads" / upload_id).is_dir()
+    part = write(store, upload_id, data)
+    assert (tmp_path / "uploads" / upload_id / f"part-{part.name}").read_bytes() == data
     digest = compute_digest(data)
-    run(store.commit_upload(upload_id, digest, len(data)))
-    path = tmp_path / "blobs" / "sha256" / digest.hex[:2] / digest.hex
-    assert path.read_bytes() == data
+    run(store.commit_parts(upload_id, [part], digest))
+    assert blob_path(tmp_path, digest).read_bytes() == data
+    run(store.delete_upload(upload_id))
     assert list((tmp_path / "uploads").iterdir()) == []
+    assert blob_path(tmp_path, digest).read_bytes() == data
+
+
+def test_files_are_private(store: FilesystemBlobStore, tmp_path: Path) -> None:
+    digest = put(store, b"private")
+    upload_id = new_upload(store)
+    part = write(store, upload_id, b"in progress")
+    for path in (
+        blob_path(tmp_path, digest),
+        tmp_path / "uploads" / upload_id / f"part-{part.name}",
+    ):
+        assert path.stat().st_mode & 0o077 == 0, oct(path.stat().st_mode)
+    for folder in (tmp_path / "blobs", tmp_path / "uploads", tmp_path / "uploads" / upload_id):
+        assert folder.stat().st_mode & 0o077 == 0, oct(folder.stat().st_mode)
+
+
+def test_a_published_blob_is_never_replaced(store: FilesystemBlobStore, tmp_path: Path) -> None:
+    # Whatever sits under a digest stays: a commit or put of that digest never rewrites it
+    # (were it damaged, repairing it is an operator's decision, not a pusher's).
+    data = b"the real layer"
+    digest = compute_digest(data)
+    path = blob_path(tmp_path, digest)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"already here")
+    before = path.stat()
+    run(store.put_bytes(digest, data))
+    upload_id = new_upload(store)
+    run(store.commit_parts(upload_id, [write(store, upload_id, data)], digest))
+    after = path.stat()
+    assert path.read_bytes() == b"already here"
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_part_still_being_written_is_published_as_a_copy(
+    store: FilesystemBlobStore, tmp_path: Path
+) -> None:
+    # A part recorded at a checkpoint may still be appended to by its writer: what is
+    # published must be a copy of the recorded bytes, never the file the writer holds.
+    upload_id = new_upload(store)
+    part = write(store, upload_id, b"recorded")
+    digest = compute_digest(b"recorded")
+    run(store.commit_parts(upload_id, [UploadPart(part.name, 8, closed=False)], digest))
+    with open(tmp_path / "uploads" / upload_id / f"part-{part.name}", "ab") as writer:
+        writer.write(b" and more")
+    assert run(store.read_bytes(digest)) == b"recorded"
+    assert blob_path(tmp_path, digest).stat().st_nlink == 1
 
 
 def test_no_temporary_files_remain(store: FilesystemBlobStore, tmp_path: Path) -> None:
@@ -50,33 +103,29 @@ def test_no_temporary_files_remain(store: FilesystemBlobStore, tmp_path: Path) -
     put(store, b"small")
     with pytest.raises(DigestMismatch):
         run(store.put_bytes(compute_digest(b"x"), b"y"))
-    ok = new_upload(store)
-    append(store, ok, 0, b"ok", b" tail")
-    run(store.commit_upload(ok, compute_digest(b"ok"), 2))
-    bad = new_upload(store)
-    append(store, bad, 0, b"bad")
+    several = new_upload(store)
+    parts = [write(store, several, b"ok"), write(store, several, b" too")]
+    run(store.commit_parts(several, parts, compute_digest(b"ok too")))
     with pytest.raises(DigestMismatch):
-        run(store.commit_upload(bad, compute_digest(b"good"), 3))
-    short = new_upload(store)
-    with pytest.raises(UploadMissing):
-        run(store.commit_upload(short, compute_digest(b""), 1))
-    deleted = new_upload(store)
-    append(store, deleted, 0, b"deleted")
-    run(store.delete_upload(deleted))
+        run(store.commit_parts(several, parts, compute_digest(b"ok too!")))
+    assert sorted(p.name for p in (tmp_path / "uploads" / several).iterdir()) == sorted(
+        f"part-{p.name}" for p in parts
+    )
+    run(store.delete_upload(several))
     assert list((tmp_path / "uploads").iterdir()) == []
 
 
 @pytest.fixture
 def crash_on_publish(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Make ``os.replace`` (the publishing step) fail, as a crash or full disk would."""
+    """Make ``os.link`` (the publishing step) fail, as a crash or full disk would."""
     calls: list[tuple[str, str]] = []
 
     def fail(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
         calls.append((str(source), str(target)))
         raise OSError("simulated crash before publish")
 
-    # filesystem.py calls os.replace through the os module
-    monkeypatch.setattr(os, "replace", fail)
+    # filesystem.py calls os.link through the os module
+    monkeypatch.setattr(os, "link", fail)
     return calls
 
 
@@ -98,19 +147,40 @@ def test_put_bytes_interrupted_before_publish(
     assert list((tmp_path / "uploads").iterdir()) == []
 
 
-def test_commit_interrupted_before_publish(
-    store: FilesystemBlobStore, tmp_path: Path, crash_on_publish: list[tuple[str, str]]
+def test_commit_interrupted_before_publish_can_be_retried(
+    store: FilesystemBlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upload_id = new_upload(store)
-    append(store, upload_id, 0, b"never visible")
+    parts = [write(store, upload_id, b"never "), write(store, upload_id, b"visible")]
     digest = compute_digest(b"never visible")
-    with pytest.raises(OSError, match="simulated crash"):
-        run(store.commit_upload(upload_id, digest, 13))
-    assert len(crash_on_publish) == 1
+    real_link = os.link
+    monkeypatch.setattr(os, "link", lambda *a: (_ for _ in ()).throw(OSError("simulated")))
+    with pytest.raises(OSError, match="simulated"):
+        run(store.commit_parts(upload_id, parts, digest))
     with pytest.raises(ObjectMissing):
         run(store.stat(digest))
-    assert digests(store) == set()
     assert files_under(tmp_path / "blobs") == []
+    monkeypatch.setattr(os, "link", real_link)
+    run(store.commit_parts(upload_id, parts, digest))
+    assert run(store.read_bytes(digest)) == b"never visible"
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"), [(errno.ENOSPC, "ENOSPC"), (errno.EDQUOT, "EDQUOT"), (errno.EROFS, "EROFS")]
+)
+def test_a_full_or_read_only_disk_is_insufficient_storage(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch, code: int, reason: str
+) -> None:
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(InsufficientStorage) as info:
+        run(store.put_bytes(compute_digest(b"no room"), b"no room"))
+    assert info.value.detail["reason"] == reason
+    upload_id = new_upload(store)
+    with pytest.raises(InsufficientStorage):
+        write(store, upload_id, b"no room")
 
 
 def test_leftovers_of_a_killed_process_are_invisible(
@@ -119,16 +189,17 @@ def test_leftovers_of_a_killed_process_are_invisible(
     # A process killed between writing and publishing leaves scratch files, never a blob.
     data = b"half-published"
     digest = compute_digest(data)
-    (tmp_path / "uploads" / "tmp-0123456789abcdef").write_bytes(data)
+    scratch = tmp_path / "uploads" / "0b7e1c52-6a7f-4d2e-9c1b-1f0a9d3e5b71"
+    scratch.mkdir()
+    (scratch / "manifest").write_bytes(data)
     upload_id = new_upload(store)
-    append(store, upload_id, 0, data)
+    part = write(store, upload_id, data)
     reopened = FilesystemBlobStore(tmp_path)
     with pytest.raises(ObjectMissing):
         run(reopened.stat(digest))
     assert digests(reopened) == set()
     # the interrupted upload can still be finished by the new process
-    assert run(reopened.upload_size(upload_id)) == len(data)
-    run(reopened.commit_upload(upload_id, digest, len(data)))
+    run(reopened.commit_parts(upload_id, [part], digest))
     assert run(reopened.read_bytes(digest)) == data
 
 

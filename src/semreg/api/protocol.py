@@ -1,0 +1,103 @@
+"""The HTTP/1.1 protocol semreg serves with: uvicorn's httptools protocol, plus header limits.
+
+uvicorn arms no timer while a request's headers arrive, so a client sending one header byte at a
+time (or nothing, after connecting) held its connection forever; and httptools sets no size
+limit on headers. Here a request's headers must be complete within ``header_timeout`` seconds
+of its first byte (or of the connection, for the first request) and within ``max_header_bytes``;
+otherwise the connection is closed (431 for oversized headers). ``create_app`` sets both from
+the settings, in every worker process. Imports: uvicorn, stdlib.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+)
+_TOO_LARGE_BODY = (
+    b'{"errors":[{"code":"UNSUPPORTED","message":"request headers are too large","detail":{}}]}'
+)
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """``HttpToolsProtocol`` with a deadline and a size limit for request headers."""
+
+    header_timeout: ClassVar[float] = 20.0
+    max_header_bytes: ClassVar[int] = 64 * 1024
+
+    _deadline: asyncio.TimerHandle | None = None
+    _header_bytes: int = 0
+    _in_headers: bool = False
+    _too_large: bool = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Headers still incomplete after this data: count it (httptools buffers an unfinished
+        # header line whole, so an endless one must be cut off here).
+        if self._in_headers and not self.transport.is_closing():
+            self._count(len(data), raising=False)
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._count(len(name) + len(value) + 4)
+
+    def _count(self, size: int, *, raising: bool = True) -> None:
+        self._header_bytes += size
+        if self._header_bytes <= self.max_header_bytes or self._too_large:
+            return
+        self._too_large = True
+        if raising:
+            # From a parser callback: httptools stops and uvicorn calls send_400_response.
+            raise ValueError("request headers too large")
+        self.send_400_response("request headers too large")
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._too_large:
+            super().send_400_response(msg)
+            return
+        self._disarm()
+        self.transport.write(_TOO_LARGE % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
+        self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = 0
+        self._in_headers = True
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        self._disarm()
+        super().on_headers_complete()
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._deadline = None
+        busy = self.cycle is not None and not self.cycle.response_complete
+        if not busy and not self.transport.is_closing():
+            self.transport.close()
