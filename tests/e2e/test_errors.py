@@ -10,7 +10,10 @@ reached by breaking the blob store under a running server.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -226,6 +229,37 @@ def retag_without_force(env: Env) -> httpx.Response:
     return env.admin.post("/api/containers/tags/create", params=params)
 
 
+def full_disk(env: Env) -> httpx.Response:
+    """A blob store on a 1 MiB file system of its own, filled up: 507."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    disk = env.tmp_path / "small-disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    try:
+        server = ServerProcess(
+            env.tmp_path / "full", env.database_factory(), SEMREG_STORAGE__BACKEND__PATH=str(disk)
+        ).start()
+        try:
+            with httpx.Client(base_url=server.url, auth=server.auth, timeout=60) as admin:
+                assert admin.post("/api/management/feeds/create", json={"name": "full"}).is_success
+                # Unbuffered: the write that finds the disk full raises; close flushes nothing.
+                with (
+                    open(disk / "filler", "wb", buffering=0) as filler,
+                    contextlib.suppress(OSError),
+                ):
+                    while True:
+                        filler.write(b"\0" * 65536)
+                data = b"y" * 300_000
+                return admin.post(
+                    "/v2/full/app/blobs/uploads/", params={"digest": digest_of(data)}, content=data
+                )
+        finally:
+            server.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
 def bad_key_type(env: Env) -> httpx.Response:
     return env.admin.post("/api/api-keys/create", json={"type": "bogus", "systemApis": ["feeds"]})
 
@@ -263,6 +297,7 @@ TRIGGERS: dict[type[e.RegistryError], tuple[Callable[[Env], httpx.Response], int
     e.ReleaseImmutable: (release_moved, 409, "releases are immutable"),
     e.Conflict: (retag_without_force, 409, "already points at"),
     e.RequestInvalid: (bad_key_type, 400, "unknown key type"),
+    e.InsufficientStorage: (full_disk, 507, "no space left on device"),
 }
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Final
 from urllib.parse import urlsplit
@@ -143,16 +143,17 @@ async def registry_caller(request: Request) -> Caller | None:
     return caller
 
 
-async def require(request: Request, path: RepoPath, actions: Sequence[str] | None = None) -> None:
+async def require(request: Request, path: RepoPath, actions: tuple[str, ...] | None = None) -> None:
     """Allow a /v2 request on a repository: by default it needs what its method needs.
 
-    ``actions`` overrides the method's (the source of a cross-repository mount is only read).
+    ``actions`` overrides the method's (the source of a cross-repository mount is only read); a
+    tuple, so that a bare ``"pull"`` cannot pass for four one-letter actions.
 
     Raises:
         Unauthorized: no valid credentials, and they would be needed.
         Denied: the caller lacks a permission (or its token lacks a scope action).
     """
-    needed = tuple(actions) if actions is not None else required_actions(request.method)
+    needed = actions if actions is not None else required_actions(request.method)
     scope = format_scope(REPOSITORY, str(path), needed)
     try:
         caller = await registry_caller(request)
