@@ -13,6 +13,7 @@ taken outside the repository lock; pushes of *different* versions cannot.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -59,18 +60,29 @@ def images(admin: httpx.Client, name: str, count: int) -> list[Image]:
     return made
 
 
-def race(server: ServerProcess, contenders: list[Contender]) -> list[httpx.Response]:
+def race(
+    server: ServerProcess, contenders: list[Contender], delays: list[float] | None = None
+) -> list[httpx.Response]:
+    """Start ``contenders`` together, each ``delays[i]`` seconds after the common start."""
     barrier = threading.Barrier(len(contenders))
+    offsets = delays or [0.0] * len(contenders)
 
-    def run(contender: Contender) -> httpx.Response:
+    def run(contender: Contender, delay: float) -> httpx.Response:
         # A client of its own: its connection goes to either worker process.
         with httpx.Client(base_url=server.url, auth=server.auth, timeout=60) as http:
             assert http.get("/v2/").status_code == 200  # connected before the start
             barrier.wait(timeout=30)
+            time.sleep(delay)
             return contender(http)
 
     with ThreadPoolExecutor(len(contenders)) as pool:
-        return list(pool.map(run, contenders))
+        return list(pool.map(run, contenders, offsets))
+
+
+def stagger(round_: int, count: int) -> list[float]:
+    """Delays for ``count`` pushes racing a slower writer: 0 to 16 ms, shifting every round, so
+    the pushes' transactions overlap the other writer's decision at different points."""
+    return [((round_ + i) % 5) * 0.004 for i in range(count)]
 
 
 def put(name: str, version: str, image: Image) -> Contender:
@@ -133,7 +145,7 @@ def test_push_against_promotion_into_the_same_release(workers, admin):
             return http.post("/api/promotions/promote", json=body)
 
         contenders = [put(name, version, image) for image in pushed] + [promote]
-        responses = race(workers, contenders)
+        responses = race(workers, contenders, [*stagger(round_, len(pushed)), 0.0])
         digests = [image.digest for image in pushed] + [promoted.digest]
         winner = one_winner(responses, digests)
         assert_consistent(admin, name, version, winner)
@@ -152,6 +164,7 @@ def test_push_against_tags_create_of_the_same_release(workers, admin):
         def create(http: httpx.Client, params: dict[str, str] = params) -> httpx.Response:
             return http.post("/api/containers/tags/create", params=params)
 
-        responses = race(workers, [put(name, version, image) for image in pushed] + [create])
+        contenders = [put(name, version, image) for image in pushed] + [create]
+        responses = race(workers, contenders, [*stagger(round_, len(pushed)), 0.0])
         digests = [image.digest for image in pushed] + [tagged.digest]
         assert_consistent(admin, name, version, one_winner(responses, digests))
