@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -87,5 +88,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: "e2e" in item.nodeid)
 
 
+# "ci" (the default, what `make test` runs): the same inputs every run, so a red build is real.
+# "random" (HYPOTHESIS_PROFILE=random): new inputs every run; a failure is saved in .hypothesis/
+# and replayed first by the next run on that machine, and printed with @reproduce_failure. The
+# corpus kept in the repository is the explicit @example cases: every input a fuzzer found
+# becomes one (see docs/testing.md).
 settings.register_profile("ci", deadline=None, max_examples=200, derandomize=True)
-settings.load_profile("ci")
+settings.register_profile(
+    "random", deadline=None, max_examples=200, derandomize=False, print_blob=True
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -55,6 +55,16 @@ class ServerSettings(_Section):
     max_api_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     # Connections (and requests in progress) per process beyond this get 503 at once.
     max_connections: int = Field(default=1024, ge=1)
+    # Upload sessions one key or user may have in progress (written within the last hour).
+    max_uploads_per_principal: int = Field(default=1000, ge=1)
+    # --- limits on hostile input (issue 9); docs/configuration.md "Limits" ---------------------
+    # Descriptors one manifest may list (config + layers) or one index (manifests); each is a
+    # parameter of one query, and PostgreSQL takes at most 32,767.
+    max_manifest_references: int = Field(default=4096, ge=1, le=10_000)
+    # Entries of one page of /v2/_catalog and /v2/<name>/tags/list; a larger n gets this many
+    # and a Link to the next page (the catalog pages by this when n is absent).
+    max_page_size: int = Field(default=10_000, ge=1, le=100_000)
+    # --- end of limits ----------------------------------------------------------------------
 
 
 class DatabaseSettings(_Section):

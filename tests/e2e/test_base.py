@@ -155,8 +155,11 @@ def test_wrong_method_does_not_touch_the_repository(client, repo):
     ("method", "path", "status", "code"),
     [
         ("GET", "/v2/{repo}/manifests/missing", 404, "MANIFEST_UNKNOWN"),
-        ("GET", "/v2/{repo}/manifests/-bad", 400, "TAG_INVALID"),
-        ("GET", "/v2/{repo}/manifests/sha256:abc", 400, "DIGEST_INVALID"),
+        # Neither a tag nor a digest: no such manifest, as in the reference registry.
+        ("GET", "/v2/{repo}/manifests/-bad", 404, "MANIFEST_UNKNOWN"),
+        ("GET", "/v2/{repo}/manifests/sha256:abc", 404, "MANIFEST_UNKNOWN"),
+        ("PUT", "/v2/{repo}/manifests/-bad", 400, "TAG_INVALID"),
+        ("PUT", "/v2/{repo}/manifests/sha256:abc", 400, "DIGEST_INVALID"),
         ("GET", "/v2/{repo}/blobs/" + MISSING, 404, "BLOB_UNKNOWN"),
         ("GET", "/v2/{repo}/blobs/uploads/00000000-0000-0000-0000-000000000000", 404,
          "BLOB_UPLOAD_UNKNOWN"),

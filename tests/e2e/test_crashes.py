@@ -124,7 +124,7 @@ def run_workload(world: World, server: ServerProcess) -> None:
     """Push, release and promote until the server dies (or the rounds run out)."""
     repo = f"{world.dev}/app"
     with httpx.Client(base_url=server.url, auth=server.auth, timeout=60) as http:
-        for _ in range(6):
+        for _ in range(5 + INJECTIONS):  # enough visits of every point for every injection
             world.releases += 1
             version = f"1.{world.releases}.0"
             chunked_push(world, http, repo, os.urandom(3 * MIB + 12345))

@@ -7,11 +7,14 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.factories import make_image, random_bytes
 from tests.registry_client import assert_error, push_blob, push_image
-from tests.server import semreg_command
+from tests.server import ServerProcess, semreg_command
 
 
 def blob_file(registry, digest: str) -> Path:
@@ -32,6 +35,15 @@ def gc(registry, *args: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+@pytest.fixture(scope="module")
+def registry(database_factory, tmp_path_factory) -> Iterator[ServerProcess]:
+    """A server of this module's own: collecting with a TTL of 0 must not touch other tests'
+    uploads (``client``, ``feed`` and ``repo`` of conftest.py use this one here)."""
+    server = ServerProcess(tmp_path_factory.mktemp("gc"), database_factory()).start()
+    yield server
+    server.stop()
 
 
 def test_gc_removes_only_unreferenced_bytes(registry, client, repo, feed):
@@ -112,3 +124,17 @@ def test_gc_removes_upload_bytes_no_session_owns(registry, client, repo):
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
     finished = client.put(live.headers["Location"], params={"digest": digest}, content=data)
     assert finished.status_code == 201
+
+
+def test_blobs_of_a_push_in_progress_survive_gc(registry, client, repo):
+    # The layers are pushed (linked to the repository), the manifest not yet: gc with a grace of
+    # zero must keep them, and the manifest push then succeeds.
+    image = make_image(2, seed="mid-push")
+    for data in image.blobs.values():
+        push_blob(client, repo, data)
+    gc(registry, "--grace-minutes", "0")
+    for digest in image.blobs:
+        assert blob_file(registry, digest).exists(), digest
+    assert push_image(client, repo, image, "mid") == image.digest
+    for digest, data in image.blobs.items():
+        assert client.get(f"/v2/{repo}/blobs/{digest}").content == data

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 import time
@@ -21,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.auth_helpers import create_feed, create_user, request_token
+from tests.auth_helpers import create_feed, create_user, feed_key, request_token
 from tests.e2e.test_uploads import (
     RawRequest,
     assert_created,
@@ -121,6 +122,7 @@ def strict(database_factory, tmp_path_factory) -> Iterator[ServerProcess]:
         SEMREG_SERVER__MAX_HEADER_BYTES="8192",
         SEMREG_SERVER__MAX_CONNECTIONS="30",
         SEMREG_AUTH__FAILURE_LIMIT="5",
+        SEMREG_SERVER__MAX_UPLOADS_PER_PRINCIPAL="3",
     ).start()
     yield server
     server.stop()
@@ -166,11 +168,33 @@ def test_headers_that_trickle_in_are_cut_off(strict):
         assert closed_by_server(kept, 5)
 
 
+def raw_answer(server: ServerProcess, head: bytes) -> tuple[str, dict[str, object]]:
+    """The status line and JSON body of the answer to a hand-written request head."""
+    with socket.create_connection(("127.0.0.1", server.port), 10) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    return status.decode(), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
 def test_oversized_headers_are_refused(strict):
     status = raw_head(strict, ["GET /v2/ HTTP/1.1", "X-Padding: " + "a" * 20_000])
     assert status.startswith("HTTP/1.1 431"), status
+    padded = b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 20_000 + b"\r\n\r\n"
+    status, body = raw_answer(strict, padded)
+    assert status.startswith("HTTP/1.1 431")
+    assert body["errors"][0]["code"] == "UNSUPPORTED"
     with httpx.Client(base_url=strict.url, timeout=10) as http:
         assert_error(http.get("/v2/"), 401, "UNAUTHORIZED")
+
+
+def test_a_request_the_parser_refuses_gets_the_oci_envelope(strict):
+    status, body = raw_answer(strict, b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n")
+    assert status.startswith("HTTP/1.1 400"), status
+    assert body["errors"][0]["code"] == "UNSUPPORTED"
+    assert "invalid HTTP request" in body["errors"][0]["message"]
 
 
 def test_a_stalled_upload_gets_408_and_resumes(strict):
@@ -208,6 +232,29 @@ def test_connections_beyond_the_limit_get_503(strict):
         while http.get("/v2/").status_code == 503:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+
+
+def test_uploads_in_progress_are_limited_per_principal(strict):
+    with httpx.Client(base_url=strict.url, auth=strict.auth, timeout=30) as admin:
+        feed = create_feed(admin)
+        repo = f"{feed}/many"
+        locations = [start_upload(admin, repo) for _ in range(3)]
+        refused = admin.post(f"/v2/{repo}/blobs/uploads/")
+        assert refused.status_code == 429, refused.text
+        assert error_code(refused) == "TOOMANYREQUESTS"
+        assert "limit" in refused.json()["errors"][0]["message"]
+        # Another key has uploads of its own; a monolithic push holds no session at all.
+        other = feed_key(admin, feed, "view", "add")
+        with httpx.Client(base_url=strict.url, auth=("api", other), timeout=30) as http:
+            start_upload(http, repo)
+        blob = content(1000, "monolithic")
+        pushed = admin.post(
+            f"/v2/{repo}/blobs/uploads/", params={"digest": digest_of(blob)}, content=blob
+        )
+        assert pushed.status_code == 201, pushed.text
+        # A finished or cancelled upload frees its place.
+        assert admin.delete(locations[0]).status_code == 204
+        start_upload(admin, repo)
 
 
 # --- password guessing ----------------------------------------------------------------------

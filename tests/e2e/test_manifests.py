@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -699,9 +700,18 @@ def test_malformed_digest_reference(client, repo, reference):
     response = put(client, repo, reference, image.manifest, OCI_MANIFEST)
     assert response.status_code == 400, response.text
     assert error_code(response) == "DIGEST_INVALID"
+    assert_unknown_on_get_and_head(client, repo, reference)
+
+
+def assert_unknown_on_get_and_head(client, repo, reference):
+    """A pull of a reference that is neither a tag nor a digest: 404, as in distribution."""
     response = client.get(f"/v2/{repo}/manifests/{reference}")
-    assert response.status_code == 400, response.text
-    assert error_code(response) == "DIGEST_INVALID"
+    assert response.status_code == 404, response.text
+    assert error_code(response) == "MANIFEST_UNKNOWN"
+    assert response.json()["errors"][0]["detail"] == {"reference": unquote(reference)}
+    response = client.head(f"/v2/{repo}/manifests/{reference}")
+    assert response.status_code == 404
+    assert response.content == b""
 
 
 def test_unknown_tag_and_digest(client, repo):
@@ -725,9 +735,7 @@ def test_invalid_tag(client, repo, tag):
     response = put(client, repo, tag, image.manifest, OCI_MANIFEST)
     assert response.status_code == 400, response.text
     assert error_code(response) == "TAG_INVALID"
-    response = client.get(f"/v2/{repo}/manifests/{tag}")
-    assert response.status_code == 400, response.text
-    assert error_code(response) == "TAG_INVALID"
+    assert_unknown_on_get_and_head(client, repo, tag)
     assert_manifest_unknown(client, repo, image.digest)
     assert not client.get(f"/v2/{repo}/tags/list").json()["tags"]
 

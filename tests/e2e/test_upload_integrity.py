@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import subprocess
 import threading
@@ -305,3 +306,55 @@ def test_a_read_only_disk_is_507_and_recovers(database_factory, tmp_path, small_
             assert_blob(http, repo, data)
     finally:
         server.stop()
+
+
+# --- two processes, one upload --------------------------------------------------------------
+
+
+def test_an_upload_alternates_between_two_processes_and_survives_one_being_killed(
+    database_factory, tmp_path
+):
+    # Two servers (two ports, so every request is known to reach the one it was sent to)
+    # sharing one database and one data folder, as two replicas would.
+    database = database_factory()
+    first = ServerProcess(
+        tmp_path / "shared", database, SEMREG_STORAGE__UPLOAD_CHECKPOINT_MIB="1"
+    ).start()
+    second = ServerProcess(
+        tmp_path / "shared",
+        database,
+        admin_key=first.admin_key,
+        SEMREG_STORAGE__UPLOAD_CHECKPOINT_MIB="1",
+    )
+    second.log_path = tmp_path / "second.log"
+    second.start()
+    try:
+        with http_for(first) as a, http_for(second) as b:
+            repo = f"{create_feed(a)}/replicated"
+            data = content(7 * MIB + 3, "two processes")
+            location = start_upload(a, repo)
+            cuts = [0, MIB, 2 * MIB + 1, 3 * MIB]
+            for n, (start, end) in enumerate(itertools.pairwise(cuts)):
+                http = (b, a)[n % 2]
+                assert_session(patch(http, location, data[start:end], start=start), location, end)
+                assert session_size((a, b)[n % 2], location) == end
+            # A chunk streaming into the second process when it is killed...
+            with RawRequest(b) as raw:
+                rest = data[3 * MIB :]
+                raw.open("PATCH", location, len(rest), f"{3 * MIB}-{len(data) - 1}")
+                raw.send(rest[: 2 * MIB + 100])
+                recorded = wait_for_size(a, location, 4 * MIB)
+                assert second.process is not None
+                second.process.kill()
+                second.process.wait()
+                second.process = None
+            # ...is continued on the first, at once, from what was durably received.
+            durable = session_size(a, location)
+            assert recorded <= durable <= 5 * MIB + 100
+            assert_session(patch(a, location, data[durable:], start=durable), location, len(data))
+            response = a.put(location, params={"digest": digest_of(data)})
+            assert_created(response, repo, digest_of(data))
+            assert_blob(a, repo, data)
+    finally:
+        second.stop()
+        first.stop()

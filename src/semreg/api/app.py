@@ -192,6 +192,8 @@ def create_app(settings: Settings) -> FastAPI:
             settings.server.max_manifest_bytes,
             _auth_config(settings),
             settings.storage.upload_checkpoint_mib * 1024 * 1024,
+            max_manifest_references=settings.server.max_manifest_references,
+            max_uploads_per_principal=settings.server.max_uploads_per_principal,
         )
         app.state.services = services
         admin = settings.auth.admin_api_key
@@ -222,6 +224,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.auth_service_name = settings.auth.service
     app.state.token_acts_as_principal = settings.auth.token_acts_as_principal
     app.state.api_passwords = settings.auth.api_basic_passwords
+    app.state.max_page_size = settings.server.max_page_size
     app.router.routes.extend(routes_token.routes)
     app.router.routes.extend(routes_v2.routes)
     app.include_router(routes_api.router)

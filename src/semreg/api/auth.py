@@ -201,6 +201,17 @@ async def require(request: Request, path: RepoPath, actions: tuple[str, ...] | N
     )
 
 
+async def owner(request: Request) -> str:
+    """Who an upload started by this request belongs to (its count is limited per owner)."""
+    caller = await registry_caller(request)
+    if caller is None:
+        return "anonymous"
+    if caller.principal is not None:
+        return f"{caller.principal.kind}:{caller.principal.id}"
+    assert caller.token is not None
+    return f"{caller.token.principal_kind}:{caller.token.principal_id}"
+
+
 async def require_signed_in(request: Request) -> Caller:
     """Any valid credentials (``GET /v2/``: how clients discover the token service).
 

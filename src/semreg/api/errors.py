@@ -131,6 +131,8 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
         upload = request.url.path.startswith("/v2/")
         code = e.ErrorCode.BLOB_UPLOAD_INVALID if upload else e.ErrorCode.REQUEST_INVALID
         message = str(exc.detail)
+    elif 400 <= exc.status_code < 500:  # a body FastAPI or Starlette could not parse
+        code, message = e.ErrorCode.REQUEST_INVALID, str(exc.detail)
     else:
         code, message = e.ErrorCode.UNKNOWN, str(exc.detail)
     headers = dict(exc.headers or {})

@@ -114,7 +114,9 @@ class RequestLimits:
             if done:
                 return await receive()  # after the body: only a disconnect can come
             try:
-                message = await asyncio.wait_for(receive(), self.idle)
+                # asyncio.timeout, not wait_for: no task per chunk of an upload.
+                async with asyncio.timeout(self.idle):
+                    message = await receive()
             except TimeoutError:
                 raise BodyStalled(self.idle) from None
             if message["type"] != "http.request" or not message.get("more_body", False):

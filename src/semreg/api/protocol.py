@@ -4,24 +4,29 @@ uvicorn arms no timer while a request's headers arrive, so a client sending one 
 time (or nothing, after connecting) held its connection forever; and httptools sets no size
 limit on headers. Here a request's headers must be complete within ``header_timeout`` seconds
 of its first byte (or of the connection, for the first request) and within ``max_header_bytes``;
-otherwise the connection is closed (431 for oversized headers). ``create_app`` sets both from
+otherwise the connection is closed (431 for oversized headers). Requests the parser refuses get
+their 400 in the OCI error envelope instead of uvicorn's plain text. ``create_app`` sets both from
 the settings, in every worker process. Imports: uvicorn, stdlib.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+_REFUSAL = (
+    b"HTTP/1.1 %s\r\n"
     b"content-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
 )
-_TOO_LARGE_BODY = (
-    b'{"errors":[{"code":"UNSUPPORTED","message":"request headers are too large","detail":{}}]}'
-)
+
+
+def _refusal(status: bytes, message: str) -> bytes:
+    """A whole response refusing a request the HTTP parser could not take, in the OCI envelope."""
+    body = json.dumps({"errors": [{"code": "UNSUPPORTED", "message": message, "detail": {}}]})
+    return _REFUSAL % (status, len(body), body.encode())
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -69,11 +74,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.send_400_response("request headers too large")
 
     def send_400_response(self, msg: str) -> None:
-        if not self._too_large:
-            super().send_400_response(msg)
-            return
+        # uvicorn's own refusal is plain text: answer malformed requests in the OCI envelope.
         self._disarm()
-        self.transport.write(_TOO_LARGE % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
+        if self._too_large:
+            answer = _refusal(b"431 Request Header Fields Too Large", "request headers too large")
+        else:
+            answer = _refusal(b"400 Bad Request", f"invalid HTTP request: {msg.rstrip('.')}")
+        self.transport.write(answer)
         self.transport.close()
 
     def on_message_begin(self) -> None:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from semreg.api import auth
+from semreg.api.bodies import RequestBody
 from semreg.api.state import services_of
 from semreg.domain.feeds import Feed, FeedChanges
 from semreg.domain.inventory import ReleaseRecord
@@ -47,7 +48,7 @@ class FeedOut(BaseModel):
         )
 
 
-class FeedCreate(BaseModel):
+class FeedCreate(RequestBody):
     # ProGet clients send more properties than semreg knows; they are ignored.
     model_config = ConfigDict(extra="ignore")
 
@@ -60,7 +61,7 @@ class FeedCreate(BaseModel):
     anonymousView: bool = False  # noqa: N815
 
 
-class FeedUpdate(BaseModel):
+class FeedUpdate(RequestBody):
     """Omitted or null properties keep their value."""
 
     model_config = ConfigDict(extra="ignore")

@@ -6,13 +6,15 @@ services, fastapi, pydantic.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from semreg.api import auth
+from semreg.api.bodies import RequestBody
 from semreg.api.state import services_of
 from semreg.domain.errors import NameUnknown
 from semreg.domain.permissions import (
@@ -26,19 +28,33 @@ from semreg.services.principals import KeySpec
 keys = APIRouter(prefix="/api/api-keys", tags=["api-keys"])
 users = APIRouter(prefix="/api/users", tags=["users"])
 PrincipalDep = auth.PrincipalDep
+# Key ids are INTEGER columns: PostgreSQL's is 32 bits, and a larger id reached it as a 500.
+MAX_KEY_ID: Final = 2**31 - 1
+KeyId = Annotated[int, Query(ge=1, le=MAX_KEY_ID, description="The id from /api/api-keys/list")]
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     type: str = Field(description="system, feed or personal")
-    displayName: str | None = None  # noqa: N815
+    displayName: str | None = Field(default=None, max_length=200)  # noqa: N815
     description: str | None = None
     feed: str | None = None
     packagePermissions: list[str] = Field(default_factory=list)  # noqa: N815
     systemApis: list[str] = Field(default_factory=list)  # noqa: N815
-    expiration: datetime | None = None
+    expiration: AwareDatetime | None = Field(
+        default=None, description="With a time zone, e.g. 2030-01-01T00:00:00Z"
+    )
     user: str | None = None
+
+    @field_validator("expiration")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        # 9999-12-31T23:59:59-10:00 is a valid aware datetime that UTC cannot hold.
+        try:
+            return None if value is None else value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("expiration is out of range once converted to UTC") from exc
 
 
 class KeyOut(BaseModel):
@@ -112,7 +128,7 @@ async def list_keys(request: Request, principal: PrincipalDep) -> list[KeyOut]:
 
 
 @keys.api_route("/delete", methods=["POST", "DELETE"])
-async def delete_key(id: int, request: Request, principal: PrincipalDep) -> dict[str, int]:
+async def delete_key(id: KeyId, request: Request, principal: PrincipalDep) -> dict[str, int]:
     """Revoke a key: it stops working at once (tokens it obtained expire on their own)."""
     services = services_of(request)
     row = await services.principals.find_key(id)
@@ -125,7 +141,7 @@ async def delete_key(id: int, request: Request, principal: PrincipalDep) -> dict
     return {"deleted": id}
 
 
-class UserCreate(BaseModel):
+class UserCreate(RequestBody):
     name: str
     password: str = Field(min_length=8)
     systemApis: list[str] = Field(default_factory=list)  # noqa: N815
@@ -138,7 +154,7 @@ class UserOut(BaseModel):
     created: datetime
 
 
-class Grant(BaseModel):
+class Grant(RequestBody):
     user: str
     feed: str | None = Field(default=None, description="None: every feed")
     permissions: list[str] = Field(description="view, add, promote, delete; empty revokes")

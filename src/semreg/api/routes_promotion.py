@@ -16,10 +16,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from semreg.api import auth
+from semreg.api.bodies import RequestBody
 from semreg.api.state import services_of
 from semreg.domain.digest import parse_digest
 from semreg.domain.errors import RequestInvalid
-from semreg.domain.names import RepoPath, parse_reference, parse_repo_path, parse_tag
+from semreg.domain.names import (
+    RepoPath,
+    parse_feed_name,
+    parse_name,
+    parse_reference,
+    parse_repo_path,
+    parse_tag,
+)
 from semreg.domain.permissions import Permission
 from semreg.domain.promotion import PromotionRecord
 from semreg.services.promotion import PromotionRequest
@@ -29,7 +37,7 @@ containers = APIRouter(prefix="/api/containers", tags=["containers"])
 PrincipalDep = auth.PrincipalDep
 
 
-class PromotionIn(BaseModel):
+class PromotionIn(RequestBody):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     packageName: str = Field(min_length=1)  # noqa: N815
@@ -82,16 +90,24 @@ async def _promotion_body(request: Request) -> PromotionIn:
     else:
         try:
             data = json.loads(await request.body() or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RequestInvalid("the body must be a form or a JSON object") from exc
+        # ValueError: JSONDecodeError, UnicodeDecodeError and integers over 4,300 digits;
+        # RecursionError: nesting deeper than the parser's recursion limit.
+        except (ValueError, RecursionError) as exc:
+            raise RequestInvalid(
+                f"the body must be a form or a JSON object ({exc.__class__.__name__})"
+            ) from exc
     if not isinstance(data, dict):
         raise RequestInvalid("the body must be a form or a JSON object")
     try:
         return PromotionIn.model_validate({k: v for k, v in data.items() if v not in ("", None)})
     except ValidationError as exc:
-        fields = [".".join(str(p) for p in err["loc"]) or "body" for err in exc.errors()]
+        errors = exc.errors()
+        fields = [".".join(str(p) for p in err["loc"]) or "body" for err in errors]
+        whole = [str(err["msg"]) for err in errors if not err["loc"]]  # the body's own check
         raise RequestInvalid(
-            "missing or invalid fields: "
+            "; ".join(whole)
+            if whole
+            else "missing or invalid fields: "
             + ", ".join(fields)
             + " (required: packageName, version, fromFeed, toFeed)",
             {"fields": fields},
@@ -135,6 +151,10 @@ async def list_promotions(
     version: str | None = None,
 ) -> list[PromotionOut]:
     """Promotions, newest first; ``feed`` matches the source or the target."""
+    # Parsed before they reach SQL: no promotion is recorded under anything else.
+    feed = parse_feed_name(feed) if feed is not None else None
+    package = parse_name(package) if package is not None else None
+    version = parse_tag(version).name if version is not None else None
     if feed is not None:
         auth.require_feed(principal, feed, Permission.VIEW)
     elif principal.is_anonymous:

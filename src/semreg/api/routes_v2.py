@@ -8,6 +8,7 @@ Names contain slashes, so every route captures ``{name:path}`` and anchors on th
 from __future__ import annotations
 
 import json
+import re
 from typing import Final
 
 from starlette.requests import Request
@@ -16,21 +17,25 @@ from starlette.routing import BaseRoute, Match, Route
 
 from semreg.api import auth
 from semreg.api import responses as r
-from semreg.api.state import services_of
+from semreg.api.state import max_page_size, services_of
 from semreg.domain import mediatypes as mt
 from semreg.domain.digest import DEFAULT_ALGORITHM, HEX_LENGTH, Digest, parse_digest
 from semreg.domain.errors import (
+    BlobUploadUnknown,
     DigestInvalid,
     DigestUnsupported,
     ManifestUnknown,
     NameInvalid,
     RouteUnknown,
+    TagInvalid,
     Unsupported,
 )
 from semreg.domain.inventory import StoredManifest
-from semreg.domain.names import RepoPath, parse_reference, parse_repo_path, parse_tag
+from semreg.domain.names import Reference, RepoPath, parse_reference, parse_repo_path, parse_tag
 
 _ACCEPT_ANY: Final = frozenset({"*/*", "application/*", "application/json"})
+# Upload ids are what services.blobs hands out (uuid4 text); nothing else reaches SQL or storage.
+_UPLOAD_ID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _refuse_escaped_slash(request: Request) -> None:
@@ -56,6 +61,20 @@ async def _authorized(request: Request) -> RepoPath:
     return path
 
 
+def _upload_id(request: Request) -> str:
+    """The upload id of the path.
+
+    Raises:
+        BlobUploadUnknown: not an id this registry makes, so no upload of it exists.
+    """
+    upload_id: str = request.path_params["upload_id"]
+    if not _UPLOAD_ID.fullmatch(upload_id):
+        raise BlobUploadUnknown(
+            f"upload {upload_id[:40]!r} is not known; start a new one", {"upload": upload_id[:40]}
+        )
+    return upload_id
+
+
 def _digest_param(request: Request, key: str = "digest") -> Digest:
     value = request.query_params.get(key)
     if not value:
@@ -74,7 +93,7 @@ async def api_version(request: Request) -> Response:
 async def catalog(request: Request) -> Response:
     principal = await auth.catalog_principal(request)
     n, last = r.parse_page(request)
-    limit = r.MAX_PAGE if n is None else n
+    limit = max_page_size(request) if n is None else n
     page = await services_of(request).manifests.catalog(last, limit, principal.viewable_feeds())
     headers = {}
     if page.more and page.items:
@@ -103,9 +122,25 @@ def _manifest_headers(stored: StoredManifest) -> dict[str, str]:
     }
 
 
+def _existing_reference(request: Request) -> Reference:
+    """The reference of a manifest GET or HEAD.
+
+    Raises:
+        ManifestUnknown: neither a valid tag nor a digest, so no such manifest exists (as in
+            the reference registry; a PUT still answers TAG_INVALID or DIGEST_INVALID).
+    """
+    text: str = request.path_params["reference"]
+    try:
+        return parse_reference(text)
+    except (TagInvalid, DigestInvalid) as exc:
+        raise ManifestUnknown(
+            f"manifest unknown: {exc.message}", {"reference": text[:140]}
+        ) from exc
+
+
 async def get_manifest(request: Request) -> Response:
     path = await _authorized(request)
-    reference = parse_reference(request.path_params["reference"])
+    reference = _existing_reference(request)
     services = services_of(request)
     stored = await services.manifests.find(path, reference)
     if not _acceptable(request, stored.media_type):
@@ -234,20 +269,31 @@ async def start_upload(request: Request) -> Response:
             f"unsupported digest algorithm {algorithm[:40]!r}: use sha256 or sha512",
             {"algorithm": algorithm[:40]},
         )
-    upload_id = await blobs.start_upload(path, algorithm)
+    upload_id = await blobs.start_upload(path, algorithm, await auth.owner(request))
     return _upload_status(path, upload_id, 0, 202)
 
 
 async def upload_status(request: Request) -> Response:
-    path, upload_id = await _authorized(request), request.path_params["upload_id"]
+    path, upload_id = await _authorized(request), _upload_id(request)
     session = await services_of(request).blobs.get_upload(path, upload_id)
     return _upload_status(path, upload_id, session.size, 204)
 
 
+async def _chunk_span(
+    request: Request, path: RepoPath, upload_id: str
+) -> tuple[int | None, int | None]:
+    """Start and length from ``Content-Range``; a malformed one is refused with the upload's
+    size (the session is read for that only: the common case costs nothing more)."""
+    header = request.headers.get("content-range")
+    if header is None or r.is_content_range(header):
+        return r.parse_content_range(header, 0)
+    session = await services_of(request).blobs.get_upload(path, upload_id)
+    return r.parse_content_range(header, session.size)
+
+
 async def patch_upload(request: Request) -> Response:
-    path, upload_id = await _authorized(request), request.path_params["upload_id"]
-    span = r.parse_content_range(request.headers.get("content-range"))
-    start, length = span if span is not None else (None, None)
+    path, upload_id = await _authorized(request), _upload_id(request)
+    start, length = await _chunk_span(request, path, upload_id)
     size = await services_of(request).blobs.append(
         path, upload_id, r.body_chunks(request), start, length
     )
@@ -255,10 +301,9 @@ async def patch_upload(request: Request) -> Response:
 
 
 async def finish_upload(request: Request) -> Response:
-    path, upload_id = await _authorized(request), request.path_params["upload_id"]
+    path, upload_id = await _authorized(request), _upload_id(request)
     digest = _digest_param(request)
-    span = r.parse_content_range(request.headers.get("content-range"))
-    start, length = span if span is not None else (None, None)
+    start, length = await _chunk_span(request, path, upload_id)
     has_body = r.announced_length(request) != 0 or "transfer-encoding" in request.headers
     chunks = r.body_chunks(request) if has_body else None
     await services_of(request).blobs.finish(path, upload_id, digest, chunks, start, length)
@@ -266,7 +311,7 @@ async def finish_upload(request: Request) -> Response:
 
 
 async def cancel_upload(request: Request) -> Response:
-    path, upload_id = await _authorized(request), request.path_params["upload_id"]
+    path, upload_id = await _authorized(request), _upload_id(request)
     await services_of(request).blobs.cancel(path, upload_id)
     return Response(status_code=204)
 
@@ -288,7 +333,12 @@ async def referrers(request: Request) -> Response:
     path = await _authorized(request)
     subject = parse_digest(request.path_params["digest"])
     artifact_type = request.query_params.get("artifactType") or None
-    found = await services_of(request).manifests.referrers(path, subject, artifact_type)
+    # A filter that is no media type matches nothing (and never reaches SQL).
+    found = (
+        await services_of(request).manifests.referrers(path, subject, artifact_type)
+        if artifact_type is None or mt.is_media_type(artifact_type)
+        else []
+    )
     index = {
         "schemaVersion": 2,
         "mediaType": mt.OCI_INDEX,

@@ -1,6 +1,11 @@
 """Manifest parsing: validate a pushed manifest and list what it references. Pure: stdlib only.
 
-The bytes are never re-serialized: the digest is of the bytes as pushed.
+The bytes are never re-serialized: the digest is of the bytes as pushed. Everything in them is
+hostile until checked here: a JSON integer of more than 4,300 digits or nesting deeper than the
+interpreter's recursion limit is refused as ``ManifestInvalid`` (``json.loads`` raises
+``ValueError`` and ``RecursionError``), sizes must fit the int64 of the image spec, media types
+and artifact types must follow its grammar (so they fit their 255-character column and hold no
+NUL, which PostgreSQL refuses), and a manifest may list at most ``max_references`` descriptors.
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ from semreg.domain import mediatypes as mt
 from semreg.domain.digest import Digest, compute_digest, parse_digest
 from semreg.domain.errors import DigestInvalid, ManifestInvalid
 
-_MAX_DEPTH: Final = 64
+# image-spec descriptor.md: "size ... int64"; also the range of the BIGINT columns.
+MAX_SIZE: Final = 2**63 - 1
+# Descriptors (config and layers, or an index's manifests) one manifest may list by default;
+# each is a query parameter of the reference check (PostgreSQL allows 32,767 per statement).
+DEFAULT_MAX_REFERENCES: Final = 4096
 JsonObject = Mapping[str, object]
 
 
@@ -63,11 +72,24 @@ def _annotations(value: object, where: str) -> Mapping[str, str]:
     return dict(value)
 
 
-def _optional_str(obj: JsonObject, key: str, where: str) -> str | None:
-    value = obj.get(key)
-    if value is not None and not isinstance(value, str):
-        raise _fail(f"{where}.{key} must be a string")
+def _media_type(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(f"{where} must be a non-empty string")
+    if not mt.is_media_type(value):
+        raise _fail(
+            f"{where} must be a media type such as application/vnd.oci.image.layer.v1.tar+gzip "
+            "(type/subtype, each at most 127 characters of [A-Za-z0-9!#$&^_.+-])"
+        )
     return value
+
+
+def _optional_media_type(obj: JsonObject, key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _fail(f"{where}.{key} must be a string")
+    return _media_type(value, f"{where}.{key}")
 
 
 def parse_descriptor(value: object, where: str) -> Descriptor:
@@ -78,12 +100,10 @@ def parse_descriptor(value: object, where: str) -> Descriptor:
     """
     if not isinstance(value, dict):
         raise _fail(f"{where} must be an object")
-    media_type = value.get("mediaType")
-    if not isinstance(media_type, str) or not media_type:
-        raise _fail(f"{where}.mediaType must be a non-empty string")
+    media_type = _media_type(value.get("mediaType"), f"{where}.mediaType")
     size = value.get("size")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise _fail(f"{where}.size must be a non-negative integer")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
+        raise _fail(f"{where}.size must be a non-negative integer of at most {MAX_SIZE}")
     raw_digest = value.get("digest")
     if not isinstance(raw_digest, str):
         raise _fail(f"{where}.digest must be a string")
@@ -98,17 +118,31 @@ def parse_descriptor(value: object, where: str) -> Descriptor:
         media_type=media_type,
         digest=digest,
         size=size,
-        artifact_type=_optional_str(value, "artifactType", where),
+        artifact_type=_optional_media_type(value, "artifactType", where),
         annotations=_annotations(value.get("annotations"), where),
         urls=tuple(urls),
     )
 
 
-def _descriptor_list(body: JsonObject, key: str) -> tuple[Descriptor, ...]:
+def _array(body: JsonObject, key: str) -> list[object]:
     items = body.get(key)
     if not isinstance(items, list):
         raise _fail(f"{key} must be an array")
+    return items
+
+
+def _descriptor_list(items: list[object], key: str) -> tuple[Descriptor, ...]:
     return tuple(parse_descriptor(item, f"{key}[{i}]") for i, item in enumerate(items))
+
+
+def _check_references(count: int, limit: int) -> None:
+    # Before any descriptor is parsed: a refused manifest costs no more than its JSON.
+    if count > limit:
+        raise ManifestInvalid(
+            f"invalid manifest: {count} references, more than this registry's limit of {limit} "
+            "(server.max_manifest_references)",
+            {"references": count, "limit": limit},
+        )
 
 
 def _resolve_media_type(content_type: str | None, body: JsonObject) -> str:
@@ -122,13 +156,16 @@ def _resolve_media_type(content_type: str | None, body: JsonObject) -> str:
     ):
         raise _fail("Docker schema 1 manifests are not supported; push schema 2 or OCI")
     if declared and header and declared != header:
-        raise _fail(f"Content-Type {header!r} does not match the manifest's mediaType {declared!r}")
+        raise _fail(
+            f"Content-Type {header[:100]!r} does not match the manifest's mediaType "
+            f"{declared[:100]!r}"
+        )
     media_type = declared or header
     if media_type is None:
         raise _fail("no mediaType in the body and no Content-Type header")
     if media_type not in mt.MANIFESTS:
         raise _fail(
-            f"unsupported manifest media type {media_type!r}; expected one of "
+            f"unsupported manifest media type {media_type[:100]!r}; expected one of "
             + ", ".join(sorted(mt.MANIFESTS))
         )
     return media_type
@@ -137,18 +174,25 @@ def _resolve_media_type(content_type: str | None, body: JsonObject) -> str:
 def _load_json(body: bytes) -> JsonObject:
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    # ValueError: JSONDecodeError, UnicodeDecodeError and integers over 4,300 digits.
+    except (ValueError, RecursionError) as exc:
         raise _fail(f"body is not valid JSON ({exc.__class__.__name__})") from exc
     if not isinstance(data, dict):
         raise _fail("body must be a JSON object")
     return data
 
 
-def parse_manifest(content_type: str | None, body: bytes, algorithm: str = "sha256") -> Manifest:
+def parse_manifest(
+    content_type: str | None,
+    body: bytes,
+    algorithm: str = "sha256",
+    max_references: int = DEFAULT_MAX_REFERENCES,
+) -> Manifest:
     """Validate a manifest as pushed and compute its digest.
 
     Raises:
-        ManifestInvalid: bad JSON, unknown or mismatched media type, or malformed fields.
+        ManifestInvalid: bad JSON, unknown or mismatched media type, malformed fields, or more
+            than ``max_references`` descriptors.
     """
     data = _load_json(body)
     media_type = _resolve_media_type(content_type, data)
@@ -156,14 +200,18 @@ def parse_manifest(content_type: str | None, body: bytes, algorithm: str = "sha2
     if type(version) is not int or version != 2:
         raise _fail("schemaVersion must be 2")
     subject = data.get("subject")
-    artifact_type = _optional_str(data, "artifactType", "manifest")
+    artifact_type = _optional_media_type(data, "artifactType", "manifest")
     blobs: tuple[Descriptor, ...] = ()
     children: tuple[Descriptor, ...] = ()
     if media_type in mt.INDEXES:
-        children = _descriptor_list(data, "manifests")
+        entries = _array(data, "manifests")
+        _check_references(len(entries), max_references)
+        children = _descriptor_list(entries, "manifests")
     else:
+        entries = _array(data, "layers")
+        _check_references(len(entries) + 1, max_references)  # the config is one too
         config = parse_descriptor(data.get("config"), "config")
-        layers = _descriptor_list(data, "layers")
+        layers = _descriptor_list(entries, "layers")
         blobs = (config, *layers)
         if artifact_type is None:
             # distribution-spec referrers: fall back to the config media type

@@ -1,8 +1,24 @@
-"""Media type constants for manifests, indexes, configs and layers. Pure: stdlib only."""
+"""Media type constants for manifests, indexes, configs and layers, and the media type grammar.
+
+Pure: stdlib only.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Final
+
+# image-spec schema/defs-descriptor.json (RFC 6838 section 4.2 names): at most 255 characters,
+# so a media type always fits its column; no regex repetition can backtrack on a mismatch.
+_MEDIA_TYPE: Final = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+)
+
+
+def is_media_type(text: str) -> bool:
+    """True when ``text`` is a media type as the image spec's descriptor schema defines it."""
+    return _MEDIA_TYPE.fullmatch(text) is not None
+
 
 OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"

@@ -92,13 +92,18 @@ def parse_repo_path(name: str) -> RepoPath:
     return RepoPath(feed, repo)
 
 
+def is_feed_name(name: str) -> bool:
+    """True for a valid feed (or user) name; lookups use it so other text never reaches SQL."""
+    return len(name) <= MAX_FEED_LENGTH and _COMPONENT_RE.fullmatch(name) is not None
+
+
 def parse_feed_name(name: str, kind: str = "feed name") -> str:
     """Validate a feed (or user) name: one lower-case name component, at most 64 characters.
 
     Raises:
         RequestInvalid: the name is not a valid single component.
     """
-    if len(name) > MAX_FEED_LENGTH or not _COMPONENT_RE.fullmatch(name):
+    if not is_feed_name(name):
         raise RequestInvalid(
             f"invalid {kind} {name[:80]!r}: use lower-case letters, digits and single "
             f"'.', '_' or '-' separators, at most {MAX_FEED_LENGTH} characters",

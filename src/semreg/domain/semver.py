@@ -24,6 +24,9 @@ _ID_SEPARATOR: Final = "!"
 _RELEASE_MARK: Final = "~"
 _PRERELEASE_MARK: Final = "-"
 _V_PREFIX: Final = re.compile(r"^[vV]([0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?)$")
+# A version is a tag: at most 128 characters. Bounded before the semver package runs its regex
+# and ``int()`` (quadratic in the digits below 4,300, ValueError above) on client text.
+_MAX_LENGTH: Final = 128
 
 
 def _number_key(value: int) -> str:
@@ -78,6 +81,8 @@ def parse_version(text: str) -> Version:
     Raises:
         TagInvalid: ``text`` is not such a version.
     """
+    if len(text) > _MAX_LENGTH:
+        raise TagInvalid(f"{text[:40]!r}... is not a SemVer version: longer than a tag can be")
     try:
         parsed = semver.Version.parse(text)
     except (ValueError, TypeError) as exc:

@@ -187,8 +187,11 @@ uploads = sa.Table(
     # Bumped by every change: writers and the finishing request compare-and-set on it, so of two
     # requests writing one upload exactly one wins (there is no lock to hold, or to lose).
     sa.Column("version", sa.Integer, nullable=False, server_default="0"),
+    # Who started it ("key:7", "user:3", "anonymous"): uploads in progress are limited per owner.
+    sa.Column("owner", sa.String(80), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_uploads_owner", "owner"),
 )
 
 # The parts an upload is made of, in order: each written by one request into a file of its own;

@@ -28,7 +28,9 @@ def _upload(row: sa.Row[Any]) -> UploadSession:
     )
 
 
-async def create_upload(conn: AsyncConnection, upload_id: str, repository_id: int) -> None:
+async def create_upload(
+    conn: AsyncConnection, upload_id: str, repository_id: int, owner: str | None = None
+) -> None:
     now = now_utc()
     await conn.execute(
         uploads.insert().values(
@@ -36,10 +38,21 @@ async def create_upload(conn: AsyncConnection, upload_id: str, repository_id: in
             repository_id=repository_id,
             size=0,
             version=0,
+            owner=owner,
             created_at=now,
             updated_at=now,
         )
     )
+
+
+async def count_active_uploads(conn: AsyncConnection, owner: str, since: datetime) -> int:
+    """Sessions of ``owner`` written since ``since`` (older ones are abandoned, for gc)."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(uploads)
+        .where(uploads.c.owner == owner, uploads.c.updated_at >= since)
+    )
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def find_upload(

@@ -24,6 +24,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -38,7 +39,9 @@ from semreg.domain.errors import (
     DigestInvalid,
     NameUnknown,
     RangeInvalid,
+    RegistryError,
     SizeInvalid,
+    TooManyRequests,
 )
 from semreg.domain.inventory import UploadPart, UploadSession
 from semreg.domain.names import RepoPath
@@ -50,6 +53,9 @@ from semreg.storage.base import BlobStore, DigestMismatch, ObjectMissing, Upload
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT_BYTES: Final = 8 * 1024 * 1024
+DEFAULT_MAX_UPLOADS_PER_OWNER: Final = 1000
+# Sessions not written for this long are abandoned: they no longer count against the limit.
+ACTIVE_UPLOAD: Final = timedelta(hours=1)
 _HASHER_CACHE_SIZE: Final = 1024
 
 
@@ -93,11 +99,16 @@ class BlobService:
     """Blob reads and the upload protocol for one database and one blob store."""
 
     def __init__(
-        self, db: Database, store: BlobStore, checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES
+        self,
+        db: Database,
+        store: BlobStore,
+        checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
+        max_uploads_per_owner: int = DEFAULT_MAX_UPLOADS_PER_OWNER,
     ) -> None:
         self.db = db
         self.store = store
         self.checkpoint_bytes = checkpoint_bytes
+        self.max_uploads_per_owner = max_uploads_per_owner
         self._hashes: OrderedDict[str, _RunningHash] = OrderedDict()
 
     # --- reads ---------------------------------------------------------------------------------
@@ -157,20 +168,38 @@ class BlobService:
 
     # --- uploads -------------------------------------------------------------------------------
 
-    async def start_upload(self, path: RepoPath, algorithm: str = DEFAULT_ALGORITHM) -> str:
+    async def start_upload(
+        self, path: RepoPath, algorithm: str = DEFAULT_ALGORITHM, owner: str | None = None
+    ) -> str:
         """Open an upload session in the repository (created on first push).
 
         Raises:
             FeedUnknown, FeedInactive: the feed is missing or disabled.
+            TooManyRequests: ``owner`` has ``max_uploads_per_owner`` uploads in progress.
             InsufficientStorage: the storage is full or read-only.
         """
         upload_id = str(uuid.uuid4())
         await self.store.create_upload(upload_id)
-        async with self.db.write() as conn:
-            repository = await lookup.ensure_repository(conn, path)
-            await uploads.create_upload(conn, upload_id, repository.id)
+        try:
+            async with self.db.write() as conn:
+                repository = await lookup.ensure_repository(conn, path)
+                if owner is not None:
+                    await self._check_upload_count(conn, owner)
+                await uploads.create_upload(conn, upload_id, repository.id, owner)
+        except RegistryError:
+            await self.store.delete_upload(upload_id)
+            raise
         self._remember(upload_id, _RunningHash((), algorithm, new_hasher(algorithm)))
         return upload_id
+
+    async def _check_upload_count(self, conn: AsyncConnection, owner: str) -> None:
+        since = datetime.now(UTC) - ACTIVE_UPLOAD
+        if await uploads.count_active_uploads(conn, owner, since) >= self.max_uploads_per_owner:
+            raise TooManyRequests(
+                f"{owner} has {self.max_uploads_per_owner} uploads in progress, the limit "
+                "(server.max_uploads_per_principal): finish or cancel some first",
+                {"limit": self.max_uploads_per_owner, "retryAfter": 60},
+            )
 
     async def get_upload(self, path: RepoPath, upload_id: str) -> UploadSession:
         """An upload session of this repository.

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from semreg.domain.manifest import DEFAULT_MAX_REFERENCES
 from semreg.metadata.engine import Database
-from semreg.services.blobs import DEFAULT_CHECKPOINT_BYTES, BlobService
+from semreg.services.blobs import (
+    DEFAULT_CHECKPOINT_BYTES,
+    DEFAULT_MAX_UPLOADS_PER_OWNER,
+    BlobService,
+)
 from semreg.services.feeds import FeedService
 from semreg.services.manifests import ManifestService
 from semreg.services.principals import PrincipalService
@@ -35,13 +40,15 @@ class Services:
         max_manifest_bytes: int,
         auth: AuthConfig,
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
+        max_uploads_per_principal: int = DEFAULT_MAX_UPLOADS_PER_OWNER,
+        max_manifest_references: int = DEFAULT_MAX_REFERENCES,
     ) -> Services:
         return cls(
             db=db,
             store=store,
             feeds=FeedService(db),
-            blobs=BlobService(db, store, checkpoint_bytes),
-            manifests=ManifestService(db, store, max_manifest_bytes),
+            blobs=BlobService(db, store, checkpoint_bytes, max_uploads_per_principal),
+            manifests=ManifestService(db, store, max_manifest_bytes, max_manifest_references),
             releases=ReleaseService(db),
             tokens=TokenService(db, auth),
             principals=PrincipalService(db),

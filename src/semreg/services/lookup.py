@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from semreg.domain.errors import FeedInactive, FeedUnknown, NameUnknown
 from semreg.domain.feeds import Feed
 from semreg.domain.inventory import Repository
-from semreg.domain.names import RepoPath
+from semreg.domain.names import RepoPath, is_feed_name
 from semreg.metadata import repo
 
 
@@ -21,9 +21,10 @@ async def get_feed(conn: AsyncConnection, name: str, *, require_active: bool = T
         FeedUnknown: no such feed.
         FeedInactive: the feed is switched off (only when ``require_active``).
     """
-    feed = await repo.find_feed(conn, name)
+    # A name no feed can have is not looked up: PostgreSQL refuses a NUL in a query.
+    feed = await repo.find_feed(conn, name) if is_feed_name(name) else None
     if feed is None:
-        raise FeedUnknown(f"feed {name!r} does not exist", {"feed": name})
+        raise FeedUnknown(f"feed {name[:80]!r} does not exist", {"feed": name[:80]})
     if require_active and not feed.active:
         raise FeedInactive(f"feed {name!r} is disabled", {"feed": name})
     return feed

@@ -22,7 +22,13 @@ from semreg.domain.errors import (
     ManifestUnknown,
 )
 from semreg.domain.inventory import StoredManifest
-from semreg.domain.manifest import Descriptor, Manifest, parse_manifest, stored_blobs
+from semreg.domain.manifest import (
+    DEFAULT_MAX_REFERENCES,
+    Descriptor,
+    Manifest,
+    parse_manifest,
+    stored_blobs,
+)
 from semreg.domain.names import Reference, RepoPath, Tag
 from semreg.domain.tags import TagOrigin
 from semreg.metadata import digest_locks, repo
@@ -48,10 +54,17 @@ class Page:
 class ManifestService:
     """Manifests, tags and discovery for one database and one blob store."""
 
-    def __init__(self, db: Database, store: BlobStore, max_manifest_bytes: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: BlobStore,
+        max_manifest_bytes: int,
+        max_references: int = DEFAULT_MAX_REFERENCES,
+    ) -> None:
         self.db = db
         self.store = store
         self.max_manifest_bytes = max_manifest_bytes
+        self.max_references = max_references
         # Content-addressed bytes never change, so this cache is right in every process.
         self._bytes = ByteCache(16 * 1024 * 1024)
 
@@ -78,7 +91,8 @@ class ManifestService:
         """Store a manifest and point its tags at it.
 
         Raises:
-            ManifestTooLarge, ManifestInvalid: the body is refused.
+            ManifestTooLarge, ManifestInvalid: the body is refused (also: more descriptors
+                than ``max_references``).
             DigestInvalid: a digest reference does not match the body.
             FeedUnknown, FeedInactive: the feed is missing or disabled.
             ManifestBlobUnknown: a referenced blob or child manifest is not in the repository.
@@ -88,7 +102,7 @@ class ManifestService:
         """
         self.check_size(len(body))
         algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
-        manifest = parse_manifest(content_type, body, algorithm)
+        manifest = parse_manifest(content_type, body, algorithm, self.max_references)
         if isinstance(reference, Digest) and reference != manifest.digest:
             raise DigestInvalid(
                 f"the manifest's digest is {manifest.digest}, not {reference}",

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from semreg.domain.errors import Conflict, NameUnknown, RequestInvalid
-from semreg.domain.names import parse_feed_name
+from semreg.domain.names import is_feed_name, parse_feed_name
 from semreg.domain.permissions import Permission, SystemApi
 from semreg.metadata import principals as store
 from semreg.metadata import repo
@@ -107,9 +107,10 @@ class PrincipalService:
                 raise NameUnknown(f"no API key with id {key_id}", {"id": key_id})
 
     async def _get_user(self, conn: AsyncConnection, name: str) -> store.UserRow:
-        user = await store.find_user(conn, name)
+        # User names follow the feed-name grammar; other text never reaches SQL.
+        user = await store.find_user(conn, name) if is_feed_name(name) else None
         if user is None:
-            raise NameUnknown(f"user {name!r} does not exist", {"user": name})
+            raise NameUnknown(f"user {name[:80]!r} does not exist", {"user": name[:80]})
         return user
 
     async def create_user(

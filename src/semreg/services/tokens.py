@@ -27,6 +27,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from semreg.domain.errors import TooManyRequests, Unauthorized
+from semreg.domain.names import is_feed_name
 from semreg.domain.permissions import Principal, PrincipalKind, anonymous
 from semreg.domain.scopes import REGISTRY, REPOSITORY, Access, parse_access_claim
 from semreg.metadata import principals as store
@@ -226,8 +227,10 @@ class TokenService:
             return principal
         # What a client typed as a user name may be a secret: only its hash is stored.
         subject = hashlib.sha256(f"{client}|{username}".encode()).hexdigest()
-        async with self.db.read() as conn:
-            user = await store.find_user(conn, username)
+        user = None
+        if is_feed_name(username):  # other text (a NUL, a secret) never reaches SQL
+            async with self.db.read() as conn:
+                user = await store.find_user(conn, username)
         if user is not None and self._verified.get(_proof(user, secret)):
             return await self._with_anonymous_feeds(await self._user_principal(user))
         # Counted before the password is checked, atomically: parallel guesses all count.

@@ -19,6 +19,7 @@ from semreg.domain.manifest import (
 from tests.factories import canonical, descriptor, make_artifact, make_image, make_index
 
 NONDIST = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+SIZE_RULE = "size must be a non-negative integer of at most 9223372036854775807"
 
 
 def image_body(**changes: object) -> dict[str, object]:
@@ -225,12 +226,12 @@ def test_index_child_must_be_a_descriptor() -> None:
         (layer(mediaType=None), "layers[1].mediaType must be a non-empty string"),
         (layer(mediaType=""), "layers[1].mediaType must be a non-empty string"),
         (layer(mediaType=7), "layers[1].mediaType must be a non-empty string"),
-        (layer(size=None), "layers[1].size must be a non-negative integer"),
-        (layer(size=-1), "layers[1].size must be a non-negative integer"),
-        (layer(size=True), "layers[1].size must be a non-negative integer"),
-        (layer(size=False), "layers[1].size must be a non-negative integer"),
-        (layer(size=1.5), "layers[1].size must be a non-negative integer"),
-        (layer(size="5"), "layers[1].size must be a non-negative integer"),
+        (layer(size=None), f"layers[1].{SIZE_RULE}"),
+        (layer(size=-1), f"layers[1].{SIZE_RULE}"),
+        (layer(size=True), f"layers[1].{SIZE_RULE}"),
+        (layer(size=False), f"layers[1].{SIZE_RULE}"),
+        (layer(size=1.5), f"layers[1].{SIZE_RULE}"),
+        (layer(size="5"), f"layers[1].{SIZE_RULE}"),
         (layer(digest=None), "layers[1].digest must be a string"),
         (layer(digest=5), "layers[1].digest must be a string"),
         (
@@ -265,7 +266,7 @@ def test_bad_layer_descriptor(item: object, message: str) -> None:
 def test_bad_config_descriptor_is_named() -> None:
     body = image_body()
     body["config"] = layer(size=-5)
-    assert invalid(None, body) == "config.size must be a non-negative integer"
+    assert invalid(None, body) == f"config.{SIZE_RULE}"
 
 
 @pytest.mark.parametrize(
@@ -274,7 +275,7 @@ def test_bad_config_descriptor_is_named() -> None:
         ("sha256:abc", "subject must be an object"),
         ([], "subject must be an object"),
         (layer(digest="sha256:" + "A" * 64), "subject.digest: invalid sha256 digest"),
-        (layer(size=-1), "subject.size must be a non-negative integer"),
+        (layer(size=-1), f"subject.{SIZE_RULE}"),
     ],
 )
 def test_bad_subject(subject: object, message: str) -> None:
@@ -477,3 +478,122 @@ def test_parse_descriptor_directly() -> None:
     assert parsed.annotations == {"k": "v"}
     with pytest.raises(ManifestInvalid, match=r"^invalid manifest: blob must be an object$"):
         parse_descriptor(None, "blob")
+
+
+# --- hostile values (issue 9) ------------------------------------------------------------------
+
+MEDIA_TYPE_RULE = (
+    "must be a media type such as application/vnd.oci.image.layer.v1.tar+gzip "
+    "(type/subtype, each at most 127 characters of [A-Za-z0-9!#$&^_.+-])"
+)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"schemaVersion": ' + b"9" * 5000 + b"}",  # int() refuses over 4,300 digits
+        b'{"a": ' + b"1" * 4301 + b"}",
+        b"[" * 100_000 + b"]" * 100_000,  # RecursionError
+        b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        b'{"a": ' + b'{"b": ' * 50_000 + b"1" + b"}" * 50_001,
+        b"\xff\xfe{}",
+    ],
+)
+def test_hostile_json_is_manifest_invalid(raw: bytes) -> None:
+    assert invalid(mt.OCI_MANIFEST, raw).startswith("body is not valid JSON")
+
+
+def test_a_huge_integer_where_a_size_belongs_is_refused() -> None:
+    body = image_body()
+    body["layers"] = [layer(size=10**4299)]  # 4,300 digits: the most json.loads accepts
+    assert invalid(None, body) == f"layers[0].{SIZE_RULE}"
+
+
+@pytest.mark.parametrize("size", [2**63, 2**64, 10**4000])
+def test_sizes_beyond_int64_are_refused(size: int) -> None:
+    body = image_body()
+    body["layers"] = [layer(size=size)]
+    assert invalid(None, body) == f"layers[0].{SIZE_RULE}"
+
+
+def test_the_largest_int64_size_is_accepted() -> None:
+    body = image_body()
+    body["layers"] = [layer(size=2**63 - 1)]
+    assert parse_manifest(None, canonical(body)).blobs[1].size == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    [
+        "x",
+        "a/",
+        "/b",
+        "a/b/c",
+        "a/b;charset=utf-8",
+        "a /b",
+        "a/b\x00",
+        "a\x00/b",
+        "application/vnd.\u00e9",
+        "-a/b",
+        "a/" + "b" * 128,
+        "a" * 128 + "/b",
+    ],
+)
+def test_media_types_follow_the_image_spec_grammar(media_type: str) -> None:
+    body = image_body()
+    body["layers"] = [layer(mediaType=media_type)]
+    assert invalid(None, body) == f"layers[0].mediaType {MEDIA_TYPE_RULE}"
+    body = image_body(artifactType=media_type)
+    assert invalid(None, body) == f"manifest.artifactType {MEDIA_TYPE_RULE}"
+    body = image_body()
+    body["config"] = layer(mediaType=media_type)
+    assert invalid(None, body) == f"config.mediaType {MEDIA_TYPE_RULE}"
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    [
+        "a/b",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.cncf.helm.config.v1+json",
+        "A0!#$&^_.+-/z9!#$&^_.+-",
+        "a" * 127 + "/" + "b" * 127,
+    ],
+)
+def test_media_types_the_grammar_accepts(media_type: str) -> None:
+    assert mt.is_media_type(media_type)
+    body = image_body(artifactType=media_type)
+    body["layers"] = [layer(mediaType=media_type, artifactType=media_type)]
+    manifest = parse_manifest(None, canonical(body))
+    assert manifest.artifact_type == media_type
+    assert manifest.blobs[1].media_type == media_type
+
+
+def test_references_at_the_limit_are_accepted_and_beyond_refused() -> None:
+    body = image_body()
+    body["layers"] = [layer(digest=str(compute_digest(str(i).encode()))) for i in range(4)]
+    raw = canonical(body)
+    assert len(parse_manifest(None, raw, max_references=5).blobs) == 5
+    with pytest.raises(ManifestInvalid) as info:
+        parse_manifest(None, raw, max_references=4)
+    assert info.value.message == (
+        "invalid manifest: 5 references, more than this registry's limit of 4 "
+        "(server.max_manifest_references)"
+    )
+    assert info.value.detail == {"references": 5, "limit": 4}
+
+
+def test_index_entries_count_against_the_limit() -> None:
+    index = make_index()
+    assert len(parse_manifest(None, index.manifest, max_references=2).children) == 2
+    with pytest.raises(ManifestInvalid) as info:
+        parse_manifest(None, index.manifest, max_references=1)
+    assert info.value.detail == {"references": 2, "limit": 1}
+
+
+def test_the_limit_is_checked_before_any_descriptor() -> None:
+    body = image_body()
+    body["layers"] = ["not a descriptor"] * 10
+    with pytest.raises(ManifestInvalid) as info:
+        parse_manifest(None, canonical(body), max_references=3)
+    assert info.value.detail == {"references": 11, "limit": 3}

@@ -108,7 +108,8 @@ def test_format_then_parse_is_identity(version: Version) -> None:
     assert parse_version(text).sort_key == version.sort_key
 
 
-@given(st.from_regex(SEMVER_ORG, fullmatch=True))
+# A version is a tag, so at most 128 characters (longer ones: see the test below).
+@given(st.from_regex(SEMVER_ORG, fullmatch=True).filter(lambda text: len(text) <= 128))
 def test_every_semver_org_version_parses_and_formats_back(text: str) -> None:
     version = parse_version(text)
     assert format_version(version) == text
@@ -117,6 +118,20 @@ def test_every_semver_org_version_parses_and_formats_back(text: str) -> None:
     pre = text.partition("-")[2]
     assert version.prerelease == (tuple(pre.split(".")) if pre else ())
     assert version.is_stable is (not pre)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1.0.0-" + "a" * 123,  # 129 characters
+        "1.0." + "9" * 125,
+        "1.0." + "9" * 5000,  # int() refuses over 4,300 digits
+    ],
+)
+def test_versions_longer_than_a_tag_are_refused(text: str) -> None:
+    with pytest.raises(TagInvalid):
+        parse_version(text)
+    assert find_version(text) is None
 
 
 @given(st.text("0123456789.-+vaZ \n", max_size=14))

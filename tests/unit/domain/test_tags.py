@@ -27,6 +27,7 @@ from semreg.domain.tags import (
     affected_virtual_tags,
     check_tag_write,
     fallback_subject,
+    glob_matches,
     is_virtual_tag,
     parse_permitted_tags,
     select_target,
@@ -155,6 +156,84 @@ def test_permits_is_shell_style_matching(pattern_list: list[str], tag: str) -> N
         fnmatchcase(tag, p) for p in negative
     )
     assert TagPolicy(True, tuple(pattern_list)).permits(tag) is expected
+
+
+# Patterns hold only [A-Za-z0-9_.*-], so fnmatch's other wildcards ('?', '[') never occur and
+# fnmatchcase is an independent reference for '*'-only globs.
+TAG_CHARACTERS = "ABCXYZabcxyz0189_.-"
+few_letters = st.text("ab*", max_size=12)
+any_pattern = st.text(TAG_CHARACTERS + "*", max_size=20)
+
+
+@given(few_letters, st.text("ab", max_size=16))
+def test_glob_matches_agrees_with_fnmatch_on_a_small_alphabet(pattern: str, text: str) -> None:
+    assert glob_matches(pattern, text) is fnmatchcase(text, pattern)
+
+
+@given(any_pattern, st.text(TAG_CHARACTERS, max_size=24))
+def test_glob_matches_agrees_with_fnmatch(pattern: str, text: str) -> None:
+    assert glob_matches(pattern, text) is fnmatchcase(text, pattern)
+
+
+@given(any_pattern, st.data())
+def test_glob_matches_what_the_pattern_spells(pattern: str, data: st.DataObject) -> None:
+    """Replacing each '*' by any text gives a match (random texts rarely match: this finds them)."""
+    parts = pattern.split("*")
+    fills = [data.draw(st.text(TAG_CHARACTERS, max_size=5)) for _ in parts[1:]]
+    text = "".join(part + fill for part, fill in zip(parts[:-1], fills, strict=True)) + parts[-1]
+    assert glob_matches(pattern, text)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "matches"),
+    [
+        ("", "", True),
+        ("", "a", False),
+        ("*", "", True),
+        ("**", "", True),
+        ("a*a", "a", False),  # the anchored ends may not share a character
+        ("a*a", "aa", True),
+        ("ab*ba", "aba", False),
+        ("ab*ba", "abba", True),
+        ("*ab*ab*", "abab", True),
+        ("*ab*ab*", "aba", False),
+        ("a*b*a", "aba", True),
+        ("*.*", "1.2", True),
+        ("*.*", "12", False),
+    ],
+)
+def test_glob_matches_edges(pattern: str, text: str, matches: bool) -> None:
+    assert glob_matches(pattern, text) is matches
+    assert fnmatchcase(text, pattern) is matches
+
+
+ADVERSARIAL = [
+    "*a*a*a*a*a*a*a*b",  # issue 9: 9.6 s for a 64-character tag with a backtracking regex
+    "*a" * 60 + "*b",
+    "a*" * 63 + "b",
+    "*" + "a*" * 62 + "ab",
+    "*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*aa*ab",
+]
+
+
+# The thread method fails the run even while a backtracking regex holds the interpreter.
+@pytest.mark.timeout(30, method="thread")
+@pytest.mark.parametrize("pattern", ADVERSARIAL)
+def test_adversarial_patterns_do_not_backtrack(pattern: str) -> None:
+    assert len(pattern) <= 128
+    policy = TagPolicy(True, (pattern,))
+    for length in (32, 64, 127, 128):
+        tag = "a" * length
+        # Each of these is decided in at most 128 * 128 comparisons; a regex took hours.
+        assert policy.permits(tag) is fnmatchcase(tag, pattern) is False
+        assert glob_matches(pattern, tag + "b") is fnmatchcase(tag + "b", pattern)
+        assert check_tag_write_refuses(policy, tag)
+
+
+def check_tag_write_refuses(policy: TagPolicy, tag: str) -> bool:
+    with pytest.raises(TagInvalid):
+        check_tag_write("apps", policy, TagWrite(Tag(tag), DIGEST_A))
+    return True
 
 
 def test_parse_permitted_tags_keeps_order_and_drops_duplicates() -> None:

@@ -1,6 +1,7 @@
 """Integrity: uploads made of parts, identities never reused, sign-in failures kept hashed.
 
-- ``uploads`` loses its writer lease for a ``version`` compared-and-set by every writer, and
+- ``uploads`` loses its writer lease for a ``version`` compared-and-set by every writer and gets
+  the ``owner`` its count per principal is limited by, and
   ``upload_parts`` records which parts make up each upload. Uploads in progress are dropped (their
   bytes are in the old layout; ``semreg gc`` removes them): clients start those uploads again.
 - ``users`` and ``api_keys`` get a random ``nonce`` that tokens carry, and on SQLite become
@@ -49,6 +50,8 @@ def _uploads() -> None:
         batch.drop_column("lease_token")
         batch.drop_column("lease_at")
         batch.add_column(sa.Column("version", sa.Integer, nullable=False, server_default="0"))
+        batch.add_column(sa.Column("owner", sa.String(80), nullable=True))
+        batch.create_index("ix_uploads_owner", ["owner"])
     op.create_table(
         "upload_parts",
         sa.Column("upload_id", sa.String(36), nullable=False),
