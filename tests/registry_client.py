@@ -36,3 +36,10 @@ def push_image(client: httpx.Client, name: str, image: Image, tag: str | None = 
 
 def error_code(response: httpx.Response) -> str:
     return str(response.json()["errors"][0]["code"])
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    """``response`` is the error envelope of ``code`` at ``status`` (a HEAD answer has no body)."""
+    assert response.status_code == status, response.text
+    if response.request.method != "HEAD":
+        assert error_code(response) == code, response.text

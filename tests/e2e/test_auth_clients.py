@@ -15,6 +15,7 @@ import pytest
 
 from tests.auth_helpers import claims, create_feed, feed_key, forge, seed_image
 from tests.factories import make_image, read_oci_layout, write_oci_layout
+from tests.registry_client import assert_error
 from tests.skopeo import copy, needs_skopeo
 
 
@@ -66,7 +67,7 @@ def test_skopeo_with_a_pull_only_key_pulls_but_cannot_push(
     assert pushed.returncode != 0
     # skopeo went through the token flow: its pull,push token was granted pull only.
     assert f"denied: the token does not grant push on {feed}/app" in pushed.stderr, pushed.stderr
-    assert client.get(f"/v2/{feed}/app/manifests/2.0.0").status_code == 404
+    assert_error(client.get(f"/v2/{feed}/app/manifests/2.0.0"), 404, "MANIFEST_UNKNOWN")
 
 
 @needs_skopeo
@@ -143,7 +144,7 @@ def test_oras_sdk_with_a_key_for_another_feed_is_refused(registry, client, tmp_p
     payload.write_text("nope\n")
     with pytest.raises(ValueError, match="DENIED"):
         sdk.push(target=f"{registry.host}/{theirs}/app:1.0.0", files=[payload.name])
-    assert client.get(f"/v2/{theirs}/app/tags/list").status_code == 404
+    assert_error(client.get(f"/v2/{theirs}/app/tags/list"), 404, "NAME_UNKNOWN")
 
 
 def test_oras_sdk_with_an_expired_token_needs_a_new_token(registry, client, tmp_path, monkeypatch):
@@ -173,7 +174,7 @@ def test_oras_sdk_with_an_expired_token_needs_a_new_token(registry, client, tmp_
     response = client.get(
         f"/v2/{feed}/app/manifests/1.0.0", auth=None, headers={"Authorization": f"Bearer {expired}"}
     )
-    assert response.status_code == 401
+    assert_error(response, 401, "UNAUTHORIZED")
     assert f'scope="repository:{feed}/app:pull"' in response.headers["WWW-Authenticate"]
 
     sdk.auth.token = None  # what a long-lived client does: forget the token, get a fresh one

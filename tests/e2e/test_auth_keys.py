@@ -28,7 +28,7 @@ from tests.auth_helpers import (
 )
 from tests.conftest import unique
 from tests.factories import make_image
-from tests.registry_client import error_code, push_image
+from tests.registry_client import assert_error, error_code, push_image
 from tests.server import ServerProcess
 
 # --- /api/api-keys ------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def test_system_key_with_feeds_manages_feeds_only(client, anonymous_client):
         params={"feed": name, "repo": "app", "version": "1.0.0"},
         auth=api(key),
     )
-    assert purge.status_code == 403
+    assert_error(purge, 403, "DENIED")
 
 
 def test_anonymous_and_feed_keys_cannot_create_feeds(client, anonymous_client, feed):
@@ -206,7 +206,7 @@ def test_anonymous_and_feed_keys_cannot_create_feeds(client, anonymous_client, f
     )
     assert keyed.status_code == 403
     assert error_code(keyed) == "DENIED"
-    assert client.get(f"/api/management/feeds/get/{body['name']}").status_code == 404
+    assert_error(client.get(f"/api/management/feeds/get/{body['name']}"), 404, "NAME_UNKNOWN")
 
 
 # --- credential forms on /api --------------------------------------------------------------------
@@ -224,7 +224,7 @@ def test_every_credential_form_on_api_acts_as_the_key(client, anonymous_client):
         "Bearer key": {"headers": bearer(key)},
         "Bearer token": {"headers": bearer(token)},
     }
-    assert anonymous_client.get(f"/api/management/feeds/get/{dev}").status_code == 401
+    assert_error(anonymous_client.get(f"/api/management/feeds/get/{dev}"), 401, "UNAUTHORIZED")
     for form, kwargs in forms.items():
         mine = anonymous_client.get(f"/api/management/feeds/get/{dev}", **kwargs)
         assert mine.status_code == 200, (form, mine.text)
@@ -285,10 +285,18 @@ def test_user_lifecycle_and_permissions(client, anonymous_client):
     assert pulled.status_code == 200
     assert pulled.json()["tags"] == ["1.0.0"]
     with httpx.Client(base_url=client.base_url, auth=(user, password), timeout=60) as as_user:
-        push_image(as_user, f"{writable}/app", make_image(1, seed=unique("user")), "2.0.0")
-        # "add" on every feed, but "view" only on one feed.
-        refused = as_user.get(f"/v2/{writable}/app/manifests/2.0.0")
-        assert refused.status_code == 403
+        # "add" on every feed, but "view" only on one feed: a push needs pull as well (decided by
+        # method, as distribution does), so only the feed it may view takes the push.
+        image = make_image(1, seed=unique("user"))
+        push_image(as_user, f"{view_only}/app", image, "2.0.0")
+        assert as_user.get(f"/v2/{view_only}/app/manifests/2.0.0").content == image.manifest
+        for refused in (
+            as_user.post(f"/v2/{writable}/app/blobs/uploads/"),
+            as_user.get(f"/v2/{writable}/app/manifests/2.0.0"),
+        ):
+            assert refused.status_code == 403
+            assert error_code(refused) == "DENIED"
+            assert "may not pull in feed" in refused.json()["errors"][0]["message"]
         deleted = as_user.delete(f"/v2/{view_only}/app/manifests/1.0.0")
         assert deleted.status_code == 403
         assert error_code(deleted) == "DENIED"
@@ -301,7 +309,7 @@ def test_user_lifecycle_and_permissions(client, anonymous_client):
 
     grant(client, user, view_only)  # an empty list revokes
     revoked = anonymous_client.get(f"/v2/{view_only}/app/tags/list", auth=(user, password))
-    assert revoked.status_code == 403
+    assert_error(revoked, 403, "DENIED")
 
     deleted_user = client.delete("/api/users/delete", params={"name": user})
     assert deleted_user.status_code == 200
@@ -347,7 +355,7 @@ def test_user_with_feeds_system_api_creates_feeds(client, anonymous_client):
     )
     assert created.status_code == 201, created.text
     keys = anonymous_client.get("/api/users/list", auth=(user, password))
-    assert keys.status_code == 403
+    assert_error(keys, 403, "DENIED")
 
 
 def test_personal_keys_act_as_their_user(client, anonymous_client):
@@ -385,14 +393,14 @@ def test_personal_keys_act_as_their_user(client, anonymous_client):
             params={"digest": next(iter(image.blobs))},
             content=next(iter(image.blobs.values())),
         )
-        assert blob.status_code == 403
+        assert_error(blob, 403, "DENIED")
         # The key follows its user's permissions as they change.
         grant(client, user, feed, "view", "add")
         push_image(as_key, f"{feed}/app", image, "1.1.0")
 
     # Deleting the user ends its personal keys.
     assert client.delete("/api/users/delete", params={"name": user}).status_code == 200
-    assert anonymous_client.get("/v2/", auth=api(key)).status_code == 401
+    assert_error(anonymous_client.get("/v2/", auth=api(key)), 401, "UNAUTHORIZED")
 
 
 # --- what keys may do on /v2 ---------------------------------------------------------------------
@@ -446,7 +454,7 @@ def test_a_dev_key_can_do_nothing_on_prod(client, anonymous_client):
         assert f"{dev}/app" in catalog.json()["repositories"]
         assert f"{prod}/app" not in catalog.json()["repositories"]
     assert client.get(f"/v2/{prod}/app/manifests/{digest}").status_code == 200
-    assert client.get(f"/v2/{prod}/app/manifests/2.0.0").status_code == 404
+    assert_error(client.get(f"/v2/{prod}/app/manifests/2.0.0"), 404, "MANIFEST_UNKNOWN")
 
 
 def test_mount_from_an_unreadable_feed_starts_an_upload_instead(client, anonymous_client):
@@ -490,7 +498,7 @@ def test_pull_only_key_cannot_push_or_delete(client, anonymous_client, feed):
             assert response.status_code == 403, response.request.url
             assert error_code(response) == "DENIED"
     assert client.get(f"/v2/{feed}/app/manifests/1.0.0").status_code == 200
-    assert client.get(f"/v2/{feed}/app/manifests/1.0.1").status_code == 404
+    assert_error(client.get(f"/v2/{feed}/app/manifests/1.0.1"), 404, "MANIFEST_UNKNOWN")
 
 
 def test_only_a_key_with_delete_deletes_manifests(client, anonymous_client, feed):
@@ -504,7 +512,7 @@ def test_only_a_key_with_delete_deletes_manifests(client, anonymous_client, feed
     deleter = feed_key(client, feed, "view", "delete")
     deleted = anonymous_client.delete(f"/v2/{feed}/app/manifests/{digest}", auth=api(deleter))
     assert deleted.status_code == 202, deleted.text
-    assert client.get(f"/v2/{feed}/app/manifests/{digest}").status_code == 404
+    assert_error(client.get(f"/v2/{feed}/app/manifests/{digest}"), 404, "MANIFEST_UNKNOWN")
 
 
 def test_revoked_key_stops_working_at_once(client, anonymous_client, feed):
@@ -591,7 +599,7 @@ def test_a_successful_sign_in_resets_the_failure_count(locked, locked_admin):
         # Four failures in all, more than the limit of three, but never three in a row.
         for _ in range(2):
             for wrong in ("wrong-1", "wrong-2"):
-                assert http.get("/v2/", auth=(user, wrong)).status_code == 401
+                assert_error(http.get("/v2/", auth=(user, wrong)), 401, "UNAUTHORIZED")
             assert http.get("/v2/", auth=(user, password)).status_code == 200
 
 
@@ -608,7 +616,9 @@ def test_passwords_switched_off_on_api_only(locked, locked_admin):
         # Keys still work on /api; passwords still work on /v2 and the token endpoint.
         key = feed_key(locked_admin, feed, "view")
         assert http.get(f"/api/management/feeds/get/{feed}", auth=api(key)).status_code == 200
-        assert http.get(f"/v2/{feed}/app/tags/list", auth=(user, password)).status_code == 404
+        assert_error(
+            http.get(f"/v2/{feed}/app/tags/list", auth=(user, password)), 404, "NAME_UNKNOWN"
+        )
         token = token_for(http, scope(f"{feed}/app", "pull"), auth=(user, password))
         assert (
             http.get(f"/api/management/feeds/get/{feed}", headers=bearer(token)).status_code == 200

@@ -112,7 +112,7 @@ def exists(admin: httpx.Client, feed: str, version: str) -> bool:
 # --- strict mode (the default) -------------------------------------------------------------------
 
 
-def test_repackage_script_in_strict_mode_needs_a_push_token(registry, client):
+def test_repackage_script_in_strict_mode_needs_a_pull_push_token(registry, client):
     s = set_scene(registry, client)
     pull = get_docker_token(PACKAGE, s.to_feed, "pull", s.api_key, s.base_url)
     assert pull is not None
@@ -132,7 +132,16 @@ def test_repackage_script_in_strict_mode_needs_a_push_token(registry, client):
     )
     assert not exists(client, s.to_feed, "1.2.0")
 
-    push = get_docker_token(PACKAGE, s.to_feed, "push", s.api_key, s.base_url)
+    # A PUT needs pull and push (by method, as distribution decides): a push-only token is short.
+    push_only = get_docker_token(PACKAGE, s.to_feed, "push", s.api_key, s.base_url)
+    assert push_only is not None
+    short = put_manifest(s.base_url, s.to_feed, PACKAGE, "1.2.0", push_only, manifest.content)
+    assert short.status_code == 403, short.text
+    assert error_code(short) == "DENIED"
+    assert short.headers["WWW-Authenticate"] == reused.headers["WWW-Authenticate"]
+    assert not exists(client, s.to_feed, "1.2.0")
+
+    push = get_docker_token(PACKAGE, s.to_feed, "pull,push", s.api_key, s.base_url)
     assert push is not None
     retagged = put_manifest(s.base_url, s.to_feed, PACKAGE, "1.2.0", push, manifest.content)
     assert retagged.status_code == 201, retagged.text
@@ -159,8 +168,8 @@ def test_token_for_one_feed_does_not_open_the_other_in_strict_mode(registry, cli
     assert error_code(written) == "DENIED"
     assert not exists(client, s.to_feed, "1.2.0")
 
-    # One token per feed and action does the promotion.
-    push = get_docker_token(PACKAGE, s.to_feed, "push", s.api_key, s.base_url)
+    # One token per feed and method does the promotion.
+    push = get_docker_token(PACKAGE, s.to_feed, "pull,push", s.api_key, s.base_url)
     assert push is not None
     assert put_manifest(s.base_url, s.to_feed, PACKAGE, "1.2.0", push, body).status_code == 201
 

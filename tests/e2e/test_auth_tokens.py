@@ -32,7 +32,7 @@ from tests.auth_helpers import (
     token_for,
 )
 from tests.factories import make_image
-from tests.registry_client import error_code, push_image
+from tests.registry_client import assert_error, error_code, push_image
 
 
 def challenge(response: httpx.Response) -> tuple[str, dict[str, str]]:
@@ -152,6 +152,10 @@ def test_requests_without_credentials_are_challenged(registry, anonymous_client,
         ("POST", f"/v2/{name}/blobs/uploads/", "pull,push"),
         ("PUT", f"/v2/{name}/manifests/1.0.0", "pull,push"),
         ("PATCH", f"/v2/{name}/blobs/uploads/{uuid.uuid4()}", "pull,push"),
+        # By method, as distribution decides: an upload's status is a read, its cancel a delete.
+        ("GET", f"/v2/{name}/blobs/uploads/{uuid.uuid4()}", "pull"),
+        ("PUT", f"/v2/{name}/blobs/uploads/{uuid.uuid4()}", "pull,push"),
+        ("DELETE", f"/v2/{name}/blobs/uploads/{uuid.uuid4()}", "delete"),
         ("DELETE", f"/v2/{name}/manifests/{digest}", "delete"),
         ("DELETE", f"/v2/{name}/blobs/{digest}", "delete"),
     ]
@@ -193,7 +197,7 @@ def test_invalid_credentials_are_challenged_with_the_scope(registry, client, ano
 def test_docker_login_flow(registry, client, anonymous_client, feed):
     key = feed_key(client, feed, "view")
     first = anonymous_client.get("/v2/")
-    assert first.status_code == 401
+    assert_error(first, 401, "UNAUTHORIZED")
     scheme, params = challenge(first)
     assert scheme == "Bearer"
     assert "scope" not in params
@@ -242,7 +246,7 @@ def test_insufficient_scope_is_denied_with_a_challenge(registry, client, anonymo
         push_image(pusher, name, image, "2.0.0")
         assert pusher.get(f"/v2/{name}/manifests/2.0.0").content == image.manifest
         refused = pusher.delete(f"/v2/{name}/manifests/{digest}")
-        assert refused.status_code == 403
+        assert_error(refused, 403, "DENIED")
     delete = token_for(anonymous_client, scope(name, "delete"), auth=api(key))
     deleted = anonymous_client.delete(f"/v2/{name}/manifests/{digest}", headers=bearer(delete))
     assert deleted.status_code == 202, deleted.text
@@ -292,7 +296,7 @@ def test_anonymous_pull_only_where_the_feed_allows_it(registry, client, anonymou
         assert anonymous_client.get(path).status_code == 200, path
     assert anonymous_client.get(f"/v2/{public}/app/manifests/1.0.0").content == image.manifest
     private_pull = anonymous_client.get(f"/v2/{private}/app/manifests/1.0.0")
-    assert private_pull.status_code == 401
+    assert_error(private_pull, 401, "UNAUTHORIZED")
     assert private_pull.headers["WWW-Authenticate"] == expected_challenge(
         registry, scope(f"{private}/app", "pull")
     )
@@ -331,7 +335,7 @@ def test_anonymous_pull_only_where_the_feed_allows_it(registry, client, anonymou
     ):
         assert response.status_code == 401, response.request.url
         assert error_code(response) == "UNAUTHORIZED"
-    assert client.get(f"/v2/{public}/app/manifests/2.0.0").status_code == 404
+    assert_error(client.get(f"/v2/{public}/app/manifests/2.0.0"), 404, "MANIFEST_UNKNOWN")
 
     # Any signed-in caller may pull from the public feed too, even a key for another feed.
     key = feed_key(client, private, "view")

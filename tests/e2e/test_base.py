@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.factories import OCI_MANIFEST, make_image
+from tests.registry_client import assert_error
 
 API_VERSION = "registry/2.0"
 # distribution-spec "Error Codes" table, plus TAG_INVALID (distribution's errcode) and UNKNOWN.
@@ -143,8 +144,8 @@ def test_wrong_method_does_not_touch_the_repository(client, repo):
     response = client.post(
         f"/v2/{repo}/manifests/v1", content=image.manifest, headers={"Content-Type": OCI_MANIFEST}
     )
-    assert 400 <= response.status_code < 500
-    assert client.get(f"/v2/{repo}/manifests/v1").status_code == 404
+    assert_error(response, 405, "UNSUPPORTED")
+    assert_error(client.get(f"/v2/{repo}/manifests/v1"), 404, "MANIFEST_UNKNOWN")
 
 
 # --- the envelope of every kind of error -------------------------------------------------------

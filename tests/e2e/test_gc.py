@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import make_image, random_bytes
-from tests.registry_client import push_blob, push_image
+from tests.registry_client import assert_error, push_blob, push_image
 from tests.server import ServerProcess, semreg_command
 
 
@@ -82,7 +82,7 @@ def test_gc_removes_only_unreferenced_bytes(registry, client, repo, feed):
     for digest, data in kept.blobs.items():
         assert client.get(f"/v2/{repo}/blobs/{digest}").content == data
     # The idle upload session is gone too.
-    assert client.get(upload.headers["Location"]).status_code == 404
+    assert_error(client.get(upload.headers["Location"]), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
 def test_gc_keeps_young_bytes(registry, client, feed):

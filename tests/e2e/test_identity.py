@@ -59,6 +59,7 @@ def test_a_deleted_keys_token_never_becomes_the_next_keys_token(client, anonymou
         listed := anonymous_client.get("/api/users/list", headers=bearer(token))
     ).status_code != 401:
         assert listed.status_code == 403, listed.text
+        assert error_code(listed) == "DENIED"
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert_refused(listed)
@@ -89,6 +90,7 @@ def test_a_recreated_user_does_not_inherit_the_old_users_tokens(client, anonymou
         listed := anonymous_client.get("/api/users/list", headers=bearer(token))
     ).status_code != 401:
         assert listed.status_code == 403, listed.text
+        assert error_code(listed) == "DENIED"
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert_refused(listed)

@@ -32,7 +32,7 @@ from tests.e2e.test_uploads import (
     start_upload,
 )
 from tests.factories import digest_of
-from tests.registry_client import error_code
+from tests.registry_client import assert_error, error_code
 from tests.server import ServerProcess
 
 
@@ -187,7 +187,7 @@ def test_oversized_headers_are_refused(strict):
     assert status.startswith("HTTP/1.1 431")
     assert body["errors"][0]["code"] == "UNSUPPORTED"
     with httpx.Client(base_url=strict.url, timeout=10) as http:
-        assert http.get("/v2/").status_code == 401
+        assert_error(http.get("/v2/"), 401, "UNAUTHORIZED")
 
 
 def test_a_request_the_parser_refuses_gets_the_oci_envelope(strict):
@@ -276,7 +276,7 @@ def test_parallel_guesses_are_all_counted(strict):
     assert set(statuses) <= {401, 429, 503}, statuses
     assert statuses.count(429) >= 10, statuses
     with httpx.Client(base_url=strict.url, timeout=30) as http:
-        assert http.get("/v2/", auth=(user, password)).status_code == 429
+        assert_error(http.get("/v2/", auth=(user, password)), 429, "TOOMANYREQUESTS")
 
 
 def test_a_forwarded_address_does_not_reset_the_count(strict):
@@ -304,6 +304,7 @@ def test_a_secret_in_the_user_name_field_is_never_echoed_or_stored(strict):
                 http.get("/api/management/feeds/list", auth=credentials),
             ):
                 assert response.status_code == 401, response.text
+                assert error_code(response) == "UNAUTHORIZED"
                 assert credentials[0] not in response.text
                 assert credentials[0] not in str(response.headers)
     assert key_like not in strict.log()

@@ -10,7 +10,7 @@ import httpx
 
 from tests.conftest import unique
 from tests.factories import DOCKER_MANIFEST, make_image, make_index, read_oci_layout
-from tests.registry_client import error_code, push_image, push_manifest
+from tests.registry_client import assert_error, error_code, push_image, push_manifest
 from tests.server import semreg_command
 from tests.skopeo import copy, needs_skopeo
 
@@ -86,7 +86,7 @@ def test_promote_json_errors_and_answers(client, registry, anonymous_client):
     base = {"packageName": "app", "version": "1.0.0", "fromFeed": dev, "toFeed": prod}
 
     missing = client.post("/api/promotions/promote", json={"packageName": "app"})
-    assert missing.status_code == 400
+    assert_error(missing, 400, "REQUEST_INVALID")
     assert "fromFeed" in missing.json()["errors"][0]["message"]
     unknown_feed = client.post("/api/promotions/promote", json={**base, "toFeed": "nope-feed"})
     assert unknown_feed.status_code == 404
@@ -94,8 +94,8 @@ def test_promote_json_errors_and_answers(client, registry, anonymous_client):
     assert unknown_version.status_code == 404
     assert error_code(unknown_version) == "MANIFEST_UNKNOWN"
     unknown_repo = client.post("/api/promotions/promote", json={**base, "packageName": "nope"})
-    assert unknown_repo.status_code == 404
-    assert anonymous_client.post("/api/promotions/promote", json=base).status_code == 401
+    assert_error(unknown_repo, 404, "NAME_UNKNOWN")
+    assert_error(anonymous_client.post("/api/promotions/promote", json=base), 401, "UNAUTHORIZED")
 
     # A key that may view dev but not promote into prod is refused with 403.
     viewer = client.post(
@@ -105,7 +105,7 @@ def test_promote_json_errors_and_answers(client, registry, anonymous_client):
     refused = httpx.post(
         f"{registry.url}/api/promotions/promote", json=base, headers={"X-ApiKey": viewer}
     )
-    assert refused.status_code == 403
+    assert_error(refused, 403, "DENIED")
 
     done = client.post("/api/promotions/promote", json=base)
     assert done.status_code == 200
@@ -139,7 +139,7 @@ def test_promote_into_versioned_feed(client):
     # A conflicting release is refused with 409 and nothing in the target changes.
     before = client.get(f"/v2/{prod}/app/tags/list").json()["tags"]
     conflict = promote("3.1.0", toVersion="3.4.0")
-    assert conflict.status_code == 409
+    assert_error(conflict, 409, "TAG_INVALID")
     assert images["3.4.0"].digest in conflict.json()["errors"][0]["message"]
     assert client.get(f"/v2/{prod}/app/tags/list").json()["tags"] == before
     assert head(client, f"{prod}/app", "3.4.0") == images["3.4.0"].digest
@@ -197,7 +197,7 @@ def test_seed_retag_by_reupload_obeys_immutability(client, registry):
     assert head(client, name, "3.4.1") == rc.digest == head(client, name, "latest")
     # The same flow cannot move an existing release.
     again = push_manifest(client, name, "3.4.0", rc)
-    assert again.status_code == 409
+    assert_error(again, 409, "TAG_INVALID")
 
 
 def test_retag_endpoint(client, registry):
@@ -220,7 +220,7 @@ def test_retag_endpoint(client, registry):
     assert conflict.status_code == 409
     assert error_code(create("1.0.0", "latest")) == "TAG_INVALID"
     assert error_code(create("1.0.0", "v2")) == "TAG_INVALID"
-    assert create("9.9.9", "3.0.0").status_code == 404
+    assert_error(create("9.9.9", "3.0.0"), 404, "MANIFEST_UNKNOWN")
 
     # force needs the Overwrite/Delete permission.
     adder = client.post(
@@ -232,7 +232,7 @@ def test_retag_endpoint(client, registry):
         params={"feed": feed, "repo": "app", "target": "1.0.0", "name": "2.0.0", "force": "true"},
         headers={"X-ApiKey": adder},
     )
-    assert forced_without.status_code == 403
+    assert_error(forced_without, 403, "DENIED")
     updated = create("1.0.0", "2.0.0", force="true")
     assert (updated.status_code, updated.json()["result"]) == (200, "Updated")
     assert head(client, name, "2.0.0") == other.digest
@@ -247,16 +247,16 @@ def test_retag_endpoint(client, registry):
     gone = client.delete(
         "/api/containers/tags/delete", params={"feed": feed, "repo": "app", "tag": "2.0.0"}
     )
-    assert gone.status_code == 404
+    assert_error(gone, 404, "MANIFEST_UNKNOWN")
     image_gone = client.post(
         "/api/containers/images/delete", params={"feed": feed, "repo": "app", "digest": rc.digest}
     )
     assert image_gone.status_code == 200
-    assert client.get(f"/v2/{name}/manifests/{rc.digest}").status_code == 404
+    assert_error(client.get(f"/v2/{name}/manifests/{rc.digest}"), 404, "MANIFEST_UNKNOWN")
     again = client.delete(
         "/api/containers/images/delete", params={"feed": feed, "repo": "app", "digest": rc.digest}
     )
-    assert again.status_code == 404
+    assert_error(again, 404, "MANIFEST_UNKNOWN")
 
 
 def test_cli_promote_and_tag(client, registry):

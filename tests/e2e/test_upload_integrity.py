@@ -238,6 +238,7 @@ def fill(disk: Path) -> Path:
 def assert_insufficient_storage(response: httpx.Response, reason: str) -> None:
     assert response.status_code == 507, response.text
     error = response.json()["errors"][0]
+    assert error["code"] == "UNKNOWN"  # no OCI code names a full disk
     assert reason in error["message"]
     assert error["detail"]["reason"]
     assert "Traceback" not in response.text

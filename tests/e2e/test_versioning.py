@@ -9,7 +9,7 @@ import httpx
 
 from tests.conftest import unique
 from tests.factories import Image, digest_of, make_image, make_index, write_oci_layout
-from tests.registry_client import error_code, push_image, push_manifest
+from tests.registry_client import assert_error, error_code, push_image, push_manifest
 from tests.skopeo import copy, needs_skopeo
 
 
@@ -164,7 +164,7 @@ def test_release_rules_over_http(client):
 
     # A deleted release stays reserved until an admin purges it.
     assert client.delete(f"/v2/{name}/manifests/1.0.0").status_code == 202
-    assert push_manifest(client, name, "1.0.0", second).status_code == 409
+    assert_error(push_manifest(client, name, "1.0.0", second), 409, "TAG_INVALID")
     assert push_manifest(client, name, "1.0.0", first).status_code == 201  # same digest restores
     assert client.delete(f"/v2/{name}/manifests/1.0.0").status_code == 202
     purge = client.post(

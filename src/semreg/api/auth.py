@@ -2,9 +2,14 @@
 
 On /v2 a Bearer token opens exactly the repositories and actions of its ``access`` claim (the
 Docker token specification), unless ``auth.token_acts_as_principal`` is set; HTTP Basic (``api`` +
-key, or user + password) is checked against the principal directly. On /api every credential
-form stands for its principal. Decisions raise ``Unauthorized`` (no or bad credentials: a new
-token or sign-in may help) or ``Denied``; the error handler turns them into challenges.
+key, or user + password) is checked against the principal directly. What a /v2 request needs
+follows from its method alone, as in the reference registry (distribution's
+``appendAccessRecords``): ``GET``/``HEAD`` need ``pull``, ``POST``/``PUT``/``PATCH`` need ``pull``
+and ``push``, ``DELETE`` needs ``delete``; the challenge asks for exactly those actions, so a
+client that caches one token per repository and method always holds the right one. On /api
+every credential form stands for its principal. Decisions raise ``Unauthorized`` (no or bad
+credentials: a new token or sign-in may help) or ``Denied``; the error handler turns them into
+challenges.
 
 Imports: domain, services, starlette.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Final
 from urllib.parse import urlsplit
@@ -27,8 +33,23 @@ from semreg.domain.permissions import ACTION_PERMISSION, Permission, Principal
 from semreg.domain.scopes import CATALOG, REGISTRY, REPOSITORY, allows, format_scope
 from semreg.services.tokens import KEY_PREFIX, VerifiedToken
 
-# The scope a challenge asks for, per action: pushes also need pull (clients HEAD first).
-CHALLENGE_ACTIONS: Final = {"pull": ("pull",), "push": ("pull", "push"), "delete": ("delete",)}
+# distribution's appendAccessRecords: the actions a /v2 request needs, by its method. Writes need
+# pull as well (clients HEAD before they push; an upload's status is a GET).
+METHOD_ACTIONS: Final[Mapping[str, tuple[str, ...]]] = {
+    "GET": ("pull",),
+    "HEAD": ("pull",),
+    "POST": ("pull", "push"),
+    "PUT": ("pull", "push"),
+    "PATCH": ("pull", "push"),
+    "DELETE": ("delete",),
+}
+# A method outside the table (none is routed today) needs everything.
+_ALL_ACTIONS: Final = ("pull", "push", "delete")
+
+
+def required_actions(method: str) -> tuple[str, ...]:
+    """The scope actions a /v2 request with ``method`` needs on its repository."""
+    return METHOD_ACTIONS.get(method.upper(), _ALL_ACTIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,49 +143,60 @@ async def registry_caller(request: Request) -> Caller | None:
     return caller
 
 
-def _challenge_scope(path: RepoPath, action: str) -> str:
-    return format_scope(REPOSITORY, str(path), CHALLENGE_ACTIONS[action])
+async def require(request: Request, path: RepoPath, actions: tuple[str, ...] | None = None) -> None:
+    """Allow a /v2 request on a repository: by default it needs what its method needs.
 
-
-async def require(request: Request, path: RepoPath, action: str) -> None:
-    """Allow a /v2 request needing ``action`` (pull, push, delete) on a repository.
+    ``actions`` overrides the method's (the source of a cross-repository mount is only read); a
+    tuple, so that a bare ``"pull"`` cannot pass for four one-letter actions.
 
     Raises:
         Unauthorized: no valid credentials, and they would be needed.
-        Denied: the caller lacks the permission (or its token lacks the scope).
+        Denied: the caller lacks a permission (or its token lacks a scope action).
     """
-    scope = _challenge_scope(path, action)
+    needed = actions if actions is not None else required_actions(request.method)
+    scope = format_scope(REPOSITORY, str(path), needed)
     try:
         caller = await registry_caller(request)
     except Unauthorized as exc:
         # Bad or expired credentials: the challenge says which scope to ask for again.
         raise Unauthorized(exc.message, {**exc.detail, "scope": scope}) from exc
     if caller is not None and caller.principal is None and caller.token is not None:
-        if not allows(caller.token.access, REPOSITORY, str(path), action):
+        granted = caller.token.access
+        missing = [a for a in needed if not allows(granted, REPOSITORY, str(path), a)]
+        if missing:
             raise Denied(
-                f"the token does not grant {action} on {path}; request a token for scope {scope}",
+                f"the token does not grant {','.join(missing)} on {path}; "
+                f"request a token for scope {scope}",
                 {"scope": scope, "insufficient_scope": True},
             )
-        # The token's principal must still exist and still hold the permission: a revoked key,
+        # The token's principal must still exist and still hold the permissions: a revoked key,
         # a deleted user or a withdrawn permission ends its tokens within seconds.
         try:
             current = await _principal_of_token(request, caller.token)
         except Unauthorized as exc:
             raise Unauthorized(exc.message, {"scope": scope}) from exc
-        if current.may(path.feed, ACTION_PERMISSION[action]):
+        withdrawn = [a for a in needed if not current.may(path.feed, ACTION_PERMISSION[a])]
+        if not withdrawn:
             return
         raise Denied(
-            f"{current.name} may no longer {action} in feed {path.feed!r}", {"scope": scope}
+            f"{current.name} may no longer {','.join(withdrawn)} in feed {path.feed!r}",
+            {"scope": scope},
         )
     principal = (
         caller.principal if caller is not None else await services_of(request).tokens.anonymous()
     )
-    if principal is not None and principal.may(path.feed, ACTION_PERMISSION[action]):
+    missing = [
+        a for a in needed if principal is None or not principal.may(path.feed, ACTION_PERMISSION[a])
+    ]
+    if not missing:
         return
     if caller is None:
-        raise Unauthorized(f"authentication required to {action} {path}", {"scope": scope})
+        raise Unauthorized(
+            f"authentication required to {','.join(needed)} {path}", {"scope": scope}
+        )
     raise Denied(
-        f"{principal.name if principal else 'caller'} may not {action} in feed {path.feed!r}",
+        f"{principal.name if principal else 'caller'} may not {','.join(missing)} "
+        f"in feed {path.feed!r}",
         {"scope": scope},
     )
 
@@ -195,7 +227,7 @@ async def require_signed_in(request: Request) -> Caller:
 async def may_read(request: Request, path: RepoPath) -> bool:
     """Whether the caller may pull from ``path`` (the source of a cross-repository mount)."""
     try:
-        await require(request, path, "pull")
+        await require(request, path, ("pull",))
     except (Unauthorized, Denied):
         return False
     return True

@@ -54,10 +54,10 @@ def _path(request: Request) -> RepoPath:
     return parse_repo_path(request.path_params["name"])
 
 
-async def _authorized(request: Request, action: str) -> RepoPath:
-    """The repository of the request, once the caller may perform ``action`` on it."""
+async def _authorized(request: Request) -> RepoPath:
+    """The repository of the request, once the caller holds what the request's method needs."""
     path = _path(request)
-    await auth.require(request, path, action)
+    await auth.require(request, path)
     return path
 
 
@@ -139,7 +139,7 @@ def _existing_reference(request: Request) -> Reference:
 
 
 async def get_manifest(request: Request) -> Response:
-    path = await _authorized(request, "pull")
+    path = await _authorized(request)
     reference = _existing_reference(request)
     services = services_of(request)
     stored = await services.manifests.find(path, reference)
@@ -157,7 +157,7 @@ async def get_manifest(request: Request) -> Response:
 
 
 async def put_manifest(request: Request) -> Response:
-    path = await _authorized(request, "push")
+    path = await _authorized(request)
     reference = parse_reference(request.path_params["reference"])
     extra_tags = [parse_tag(t) for t in request.query_params.getlist("tag")]
     services = services_of(request)
@@ -183,7 +183,7 @@ async def put_manifest(request: Request) -> Response:
 
 
 async def delete_manifest(request: Request) -> Response:
-    path = await _authorized(request, "delete")
+    path = await _authorized(request)
     reference = parse_reference(request.path_params["reference"])
     await services_of(request).manifests.delete(path, reference)
     return Response(status_code=202)
@@ -193,7 +193,7 @@ async def delete_manifest(request: Request) -> Response:
 
 
 async def get_blob(request: Request) -> Response:
-    path = await _authorized(request, "pull")
+    path = await _authorized(request)
     digest = parse_digest(request.path_params["digest"])
     services = services_of(request)
     size = await services.blobs.stat(path, digest)
@@ -218,7 +218,7 @@ async def get_blob(request: Request) -> Response:
 
 
 async def delete_blob(request: Request) -> Response:
-    path = await _authorized(request, "delete")
+    path = await _authorized(request)
     digest = parse_digest(request.path_params["digest"])
     await services_of(request).blobs.delete(path, digest)
     return Response(status_code=202)
@@ -246,7 +246,7 @@ def _upload_status(path: RepoPath, upload_id: str, size: int, status: int) -> Re
 
 
 async def start_upload(request: Request) -> Response:
-    path, query = await _authorized(request, "push"), request.query_params
+    path, query = await _authorized(request), request.query_params
     blobs = services_of(request).blobs
     if "mount" in query:
         digest = _digest_param(request, "mount")
@@ -274,7 +274,7 @@ async def start_upload(request: Request) -> Response:
 
 
 async def upload_status(request: Request) -> Response:
-    path, upload_id = await _authorized(request, "push"), _upload_id(request)
+    path, upload_id = await _authorized(request), _upload_id(request)
     session = await services_of(request).blobs.get_upload(path, upload_id)
     return _upload_status(path, upload_id, session.size, 204)
 
@@ -292,7 +292,7 @@ async def _chunk_span(
 
 
 async def patch_upload(request: Request) -> Response:
-    path, upload_id = await _authorized(request, "push"), _upload_id(request)
+    path, upload_id = await _authorized(request), _upload_id(request)
     start, length = await _chunk_span(request, path, upload_id)
     size = await services_of(request).blobs.append(
         path, upload_id, r.body_chunks(request), start, length
@@ -301,7 +301,7 @@ async def patch_upload(request: Request) -> Response:
 
 
 async def finish_upload(request: Request) -> Response:
-    path, upload_id = await _authorized(request, "push"), _upload_id(request)
+    path, upload_id = await _authorized(request), _upload_id(request)
     digest = _digest_param(request)
     start, length = await _chunk_span(request, path, upload_id)
     has_body = r.announced_length(request) != 0 or "transfer-encoding" in request.headers
@@ -311,7 +311,7 @@ async def finish_upload(request: Request) -> Response:
 
 
 async def cancel_upload(request: Request) -> Response:
-    path, upload_id = await _authorized(request, "push"), _upload_id(request)
+    path, upload_id = await _authorized(request), _upload_id(request)
     await services_of(request).blobs.cancel(path, upload_id)
     return Response(status_code=204)
 
@@ -320,7 +320,7 @@ async def cancel_upload(request: Request) -> Response:
 
 
 async def list_tags(request: Request) -> Response:
-    path = await _authorized(request, "pull")
+    path = await _authorized(request)
     n, last = r.parse_page(request)
     page = await services_of(request).manifests.tags(path, last, n)
     headers = {}
@@ -330,7 +330,7 @@ async def list_tags(request: Request) -> Response:
 
 
 async def referrers(request: Request) -> Response:
-    path = await _authorized(request, "pull")
+    path = await _authorized(request)
     subject = parse_digest(request.path_params["digest"])
     artifact_type = request.query_params.get("artifactType") or None
     # A filter that is no media type matches nothing (and never reaches SQL).
