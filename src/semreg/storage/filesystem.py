@@ -86,8 +86,8 @@ def _sync(handle: BinaryIO) -> None:
     os.fsync(handle.fileno())
 
 
-def _copy_prefix(source: Path, size: int, target: BinaryIO, hasher: Hasher | None) -> None:
-    """Copy the first ``size`` bytes of ``source`` (UploadMissing when it holds fewer)."""
+def _prefix(source: Path, size: int) -> Iterator[bytes]:
+    """The first ``size`` bytes of ``source`` in blocks (UploadMissing when it holds fewer)."""
     try:
         handle = open(source, "rb")  # noqa: SIM115
     except FileNotFoundError:
@@ -99,21 +99,20 @@ def _copy_prefix(source: Path, size: int, target: BinaryIO, hasher: Hasher | Non
             if not block:
                 raise UploadMissing(f"part {source.name} holds fewer than {size} bytes")
             remaining -= len(block)
-            target.write(block)
-            if hasher is not None:
-                hasher.update(block)
+            yield block
+
+
+def _copy_prefix(source: Path, size: int, target: BinaryIO, hasher: Hasher | None) -> None:
+    for block in _prefix(source, size):
+        target.write(block)
+        if hasher is not None:
+            hasher.update(block)
 
 
 def _hash_prefix(source: Path, size: int, algorithm: str) -> str:
     hasher = new_hasher(algorithm)
-    with open(source, "rb") as handle:
-        remaining = size
-        while remaining:
-            block = handle.read(min(READ_CHUNK, remaining))
-            if not block:
-                raise UploadMissing(f"part {source.name} holds fewer than {size} bytes")
-            remaining -= len(block)
-            hasher.update(block)
+    for block in _prefix(source, size):
+        hasher.update(block)
     return hasher.hexdigest()
 
 
