@@ -223,7 +223,10 @@ def test_connections_beyond_the_limit_get_503(strict):
             stalled.append(sock)
         time.sleep(0.2)
         with httpx.Client(base_url=strict.url, timeout=10) as http:
-            assert http.get("/v2/").status_code == 503
+            busy = http.get("/v2/")
+            assert busy.status_code == 503, busy.text
+            assert error_code(busy) == "TOOMANYREQUESTS"
+            assert busy.headers["Retry-After"] == "1"
     finally:
         for sock in stalled:
             sock.close()

@@ -5,7 +5,8 @@ time (or nothing, after connecting) held its connection forever; and httptools s
 limit on headers. Here a request's headers must be complete within ``header_timeout`` seconds
 of its first byte (or of the connection, for the first request) and within ``max_header_bytes``;
 otherwise the connection is closed (431 for oversized headers). Requests the parser refuses get
-their 400 in the OCI error envelope instead of uvicorn's plain text. ``create_app`` sets both from
+their 400 in the OCI error envelope instead of uvicorn's plain text, and so do connections
+beyond ``server.max_connections`` their 503. ``create_app`` sets both from
 the settings, in every worker process. Imports: uvicorn, stdlib.
 """
 
@@ -15,6 +16,8 @@ import asyncio
 import json
 from typing import ClassVar
 
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _REFUSAL = (
@@ -27,6 +30,41 @@ def _refusal(status: bytes, message: str) -> bytes:
     """A whole response refusing a request the HTTP parser could not take, in the OCI envelope."""
     body = json.dumps({"errors": [{"code": "UNSUPPORTED", "message": message, "detail": {}}]})
     return _REFUSAL % (status, len(body), body.encode())
+
+
+_BUSY_BODY = json.dumps(
+    {
+        "errors": [
+            {
+                "code": "TOOMANYREQUESTS",
+                "message": "the server is at its connection limit (server.max_connections); "
+                "retry in a moment",
+                "detail": {},
+            }
+        ]
+    }
+).encode()
+
+
+async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
+    """uvicorn's answer beyond ``limit_concurrency``, in the OCI envelope (its own is text)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_BUSY_BODY)).encode()),
+                (b"retry-after", b"1"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _BUSY_BODY, "more_body": False})
+
+
+# The protocol looks the 503 app up in its module when it answers: this is the one it finds.
+setattr(httptools_impl, "service_unavailable", _busy)  # noqa: B010
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
