@@ -17,10 +17,12 @@ import httpx
 PG_ADMIN_URL = os.environ.get("SEMREG_TEST_DATABASE_URL", "")
 
 
-def semreg_command() -> list[str]:
-    """How to run the ``semreg`` CLI in a subprocess (under coverage when the suite measures it)."""
+def semreg_command(coverage: bool = True) -> list[str]:
+    """How to run the ``semreg`` CLI in a subprocess (under coverage when the suite measures it
+    and ``coverage``: a process that will be killed writes no coverage data, and only starts
+    slower)."""
     command = [sys.executable]
-    if os.environ.get("SEMREG_TEST_COVERAGE"):
+    if coverage and os.environ.get("SEMREG_TEST_COVERAGE"):
         command += ["-m", "coverage", "run", "-p"]
     return [*command, "-m", "semreg.cli.main"]
 
@@ -64,9 +66,16 @@ class ServerProcess:
     """``semreg serve`` in a subprocess, under coverage when ``SEMREG_TEST_COVERAGE`` is set."""
 
     def __init__(
-        self, data_dir: Path, database_url: str = "", *, args: tuple[str, ...] = (), **env: str
+        self,
+        data_dir: Path,
+        database_url: str = "",
+        *,
+        args: tuple[str, ...] = (),
+        coverage: bool = True,
+        **env: str,
     ) -> None:
         self.args = args
+        self.coverage = coverage
         self.data_dir = data_dir
         self.database_url = database_url
         self.admin_key = env.pop("admin_key", None) or f"semreg_test-admin-{uuid.uuid4().hex}"
@@ -93,7 +102,13 @@ class ServerProcess:
         if self.database_url:
             env["SEMREG_DATABASE_URL"] = self.database_url
         env |= self.env
-        command = [*semreg_command(), "serve", "--data", str(self.data_dir), *self.args]
+        command = [
+            *semreg_command(self.coverage),
+            "serve",
+            "--data",
+            str(self.data_dir),
+            *self.args,
+        ]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

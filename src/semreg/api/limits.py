@@ -51,7 +51,7 @@ def _announced(headers: Headers) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _has_body(scope: Scope, headers: Headers) -> bool:
+def _has_body(headers: Headers) -> bool:
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return True
     return bool(_announced(headers))
@@ -71,7 +71,7 @@ class RequestLimits:
             return
         headers = Headers(scope=scope)
         receive = self._idle_guard(receive)
-        if scope["path"].startswith("/api/") and _has_body(scope, headers):
+        if scope["path"].startswith("/api/") and _has_body(headers):
             refusal = await self._refuse_api_body(scope, receive, headers)
             if refusal is not None:
                 await refusal(scope, receive, send)

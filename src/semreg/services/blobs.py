@@ -272,6 +272,7 @@ class BlobService:
             writing.version, writing.recorded = version, True
             crashpoints.reach("upload.checkpointed")
 
+        keep = False
         try:
             written = await self.store.write_part(
                 session.id,
@@ -286,15 +287,15 @@ class BlobService:
                     f"received {written} bytes but the request announced {length}",
                     {"received": written, "announced": length},
                 )
+            keep = written > 0  # an empty chunk adds nothing to record
         except UploadMissing as exc:
             raise BlobUploadUnknown(
                 f"upload {session.id} has no data; start a new one", {"upload": session.id}
             ) from exc
-        except Exception:
-            await self._discard_part(writing)
-            raise
-        if written == 0:
-            await self._discard_part(writing)  # an empty chunk adds nothing to record
+        finally:
+            # A failed chunk's part goes, unless a checkpoint made it part of the upload.
+            if not keep:
+                await self._discard_part(writing)
         return writing, written, hasher
 
     async def finish(
