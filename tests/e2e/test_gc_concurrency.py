@@ -27,7 +27,7 @@ from tests.factories import OCI_LAYER, Image, canonical, digest_of, make_image
 from tests.registry_client import push_manifest
 from tests.server import ServerProcess
 
-ROUNDS = 200
+ROUNDS = 80
 IMAGES_PER_CLIENT = 5
 
 
