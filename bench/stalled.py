@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
-from tests.factories import make_image
-from tests.registry_client import push_image
+from tests.factories import Image, make_image
 
 from bench.targets import DOCKER_REGISTRY, DockerRegistryTarget, SemregTarget, Target
 
@@ -68,7 +67,7 @@ def _measure(
             mine = []
             while time.monotonic() < deadline:
                 started = time.perf_counter()
-                got = http.get(f"/v2/{repo}/manifests/1.0.0", headers={"Accept": "*/*"})
+                got = http.get(f"/v2/{repo}/manifests/1.0.0", headers={"Accept": image.media_type})
                 head = http.head(f"/v2/{repo}/blobs/{layer}")
                 mine.append((time.perf_counter() - started) / 2)
                 if got.content != image.manifest or head.status_code != 200:
@@ -76,12 +75,56 @@ def _measure(
             with lock:
                 latencies.extend(mine)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    failures: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            client()
+        except BaseException as exc:  # noqa: BLE001 - reported below, after the other clients
+            failures.append(exc)
+
+    threads = [threading.Thread(target=guarded) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} clients failed: {failures[0]!r}")
     return latencies
+
+
+def _wait_let_go(group: list[socket.socket], since: float, wait: float) -> list[float]:
+    """Seconds after ``since`` at which the server let go of each stalled connection."""
+    pending, done = list(group), []
+    while pending and time.monotonic() - since < wait:
+        for sock in list(pending):
+            if _closed(sock):
+                pending.remove(sock)
+                done.append(time.monotonic() - since)
+        time.sleep(0.2)
+    return done
+
+
+def _span(seconds: list[float]) -> str:
+    return f"{min(seconds):.0f}-{max(seconds):.0f} s" if seconds else "-"
+
+
+def _push(http: httpx.Client, repo: str, image: Image) -> None:
+    """POST + PUT per blob (the reference registry has no one-request push), then the manifest."""
+    for digest, data in image.blobs.items():
+        started = http.post(f"/v2/{repo}/blobs/uploads/")
+        location = started.headers["Location"]  # the reference's carries a _state query
+        separator = "&" if "?" in location else "?"
+        done = http.put(f"{location}{separator}digest={digest}", content=data)
+        if done.status_code != 201:
+            raise RuntimeError(f"blob push: {done.status_code} {done.text}")
+    manifest = http.put(
+        f"/v2/{repo}/manifests/1.0.0",
+        content=image.manifest,
+        headers={"Content-Type": image.media_type},
+    )
+    if manifest.status_code != 201:
+        raise RuntimeError(f"manifest push: {manifest.status_code} {manifest.text}")
 
 
 def _summary(latencies: list[float]) -> str:
@@ -100,18 +143,20 @@ def run(target: Target, args: argparse.Namespace) -> None:
         headers = target.registry_headers(repo)
         image = make_image(2, seed="stalled")
         with httpx.Client(base_url=target.url, headers=headers, timeout=60) as http:
-            push_image(http, repo, image, "1.0.0")
+            _push(http, repo, image)
         quiet = _measure(target, repo, headers, image, args.seconds, args.clients)
-        stalled = [_stall_headers(target) for _ in range(args.stalled)]
-        stalled += [_stall_body(target, repo, headers) for _ in range(args.stalled)]
+        slow_headers = [_stall_headers(target) for _ in range(args.stalled)]
+        slow_bodies = [_stall_body(target, repo, headers) for _ in range(args.stalled)]
+        started = time.monotonic()
         busy = _measure(target, repo, headers, image, args.seconds, args.clients)
-        let_go = sum(_closed(s) for s in stalled)
-        for sock in stalled:
-            sock.close()
         print(f"{target.label}:")
         print(f"  no stalled connections:  {_summary(quiet)}")
-        print(f"  {len(stalled)} stalled connections: {_summary(busy)}")
-        print(f"  stalled connections the server had let go after {args.seconds:g} s: {let_go}")
+        print(f"  {2 * args.stalled} stalled connections: {_summary(busy)}")
+        for name, group in (("headers", slow_headers), ("bodies", slow_bodies)):
+            let_go = _wait_let_go(group, started, args.wait)
+            print(f"  stalled {name}: {len(let_go)} of {len(group)} let go, after {_span(let_go)}")
+        for sock in slow_headers + slow_bodies:
+            sock.close()
     finally:
         target.stop()
 
@@ -122,6 +167,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--reference", action="store_true", help="also docker-registry")
+    parser.add_argument("--wait", type=float, default=75, help="how long to watch them close")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         run(SemregTarget(Path(work) / "semreg"), args)
