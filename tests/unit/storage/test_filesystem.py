@@ -179,8 +179,9 @@ def test_a_full_or_read_only_disk_is_insufficient_storage(
         run(store.put_bytes(compute_digest(b"no room"), b"no room"))
     assert info.value.detail["reason"] == reason
     upload_id = new_upload(store)
+    part = write(store, upload_id, b"no room")  # written, not yet fsynced
     with pytest.raises(InsufficientStorage):
-        write(store, upload_id, b"no room")
+        run(store.commit_parts(upload_id, [part], compute_digest(b"no room")))
 
 
 def test_leftovers_of_a_killed_process_are_invisible(
