@@ -291,6 +291,19 @@ def test_checkpoints_report_durable_sizes_in_order(store: BlobStore) -> None:
     assert read_all(store, digest) == data[: seen[0]]
 
 
+def test_checkpoints_wait_for_their_interval(store: BlobStore) -> None:
+    upload_id = new_upload(store)
+    seen: list[int] = []
+
+    async def checkpoint(size: int) -> None:
+        seen.append(size)
+
+    chunks = tuple(pattern(MIB, bytes([i])) for i in range(6))
+    size = run(store.write_part(upload_id, "c" * 32, _chunks(chunks), None, checkpoint, MIB, 3600))
+    assert size == 6 * MIB
+    assert seen == []  # a fast write is not held up by an fsync per MiB
+
+
 def test_a_failing_checkpoint_stops_the_write(store: BlobStore) -> None:
     upload_id = new_upload(store)
     sent: list[int] = []

@@ -85,6 +85,8 @@ class StorageSettings(_Section):
     # While a chunk streams in, its durable size is recorded every this many MiB: a crash loses
     # at most that much of an upload, which the client resumes at once.
     upload_checkpoint_mib: int = Field(default=8, ge=1, le=1024)
+    # ...but at most once per this many seconds per chunk (each checkpoint is an fsync).
+    upload_checkpoint_seconds: float = Field(default=1.0, ge=0, le=3600)
 
 
 class AuthSettings(_Section):

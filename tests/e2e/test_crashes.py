@@ -65,6 +65,7 @@ class World:
             # what other tests cover: spare them the slower start under coverage.
             coverage=False,
             SEMREG_STORAGE__UPLOAD_CHECKPOINT_MIB="1",
+            SEMREG_STORAGE__UPLOAD_CHECKPOINT_SECONDS="0",
             **env,
         )
         server.log_path = self.data_dir.parent / f"{self.data_dir.name}-{unique('log')}.log"

@@ -112,6 +112,7 @@ def small_checkpoints(database_factory, tmp_path_factory) -> Iterator[ServerProc
         tmp_path_factory.mktemp("checkpoints"),
         database_factory(),
         SEMREG_STORAGE__UPLOAD_CHECKPOINT_MIB="1",
+        SEMREG_STORAGE__UPLOAD_CHECKPOINT_SECONDS="0",
     ).start()
     yield server
     server.stop()
@@ -176,7 +177,10 @@ def _send_quietly(raw: RawRequest, data: bytes) -> None:
 
 def test_an_upload_resumes_at_once_after_the_server_is_killed(database_factory, tmp_path):
     server = ServerProcess(
-        tmp_path / "killed", database_factory(), SEMREG_STORAGE__UPLOAD_CHECKPOINT_MIB="1"
+        tmp_path / "killed",
+        database_factory(),
+        SEMREG_STORAGE__UPLOAD_CHECKPOINT_MIB="1",
+        SEMREG_STORAGE__UPLOAD_CHECKPOINT_SECONDS="0",
     ).start()
     try:
         with http_for(server) as http:
@@ -318,13 +322,17 @@ def test_an_upload_alternates_between_two_processes_and_survives_one_being_kille
     # sharing one database and one data folder, as two replicas would.
     database = database_factory()
     first = ServerProcess(
-        tmp_path / "shared", database, SEMREG_STORAGE__UPLOAD_CHECKPOINT_MIB="1"
+        tmp_path / "shared",
+        database,
+        SEMREG_STORAGE__UPLOAD_CHECKPOINT_MIB="1",
+        SEMREG_STORAGE__UPLOAD_CHECKPOINT_SECONDS="0",
     ).start()
     second = ServerProcess(
         tmp_path / "shared",
         database,
         admin_key=first.admin_key,
         SEMREG_STORAGE__UPLOAD_CHECKPOINT_MIB="1",
+        SEMREG_STORAGE__UPLOAD_CHECKPOINT_SECONDS="0",
     )
     second.log_path = tmp_path / "second.log"
     second.start()

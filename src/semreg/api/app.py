@@ -194,6 +194,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings.storage.upload_checkpoint_mib * 1024 * 1024,
             max_manifest_references=settings.server.max_manifest_references,
             max_uploads_per_principal=settings.server.max_uploads_per_principal,
+            checkpoint_seconds=settings.storage.upload_checkpoint_seconds,
         )
         app.state.services = services
         admin = settings.auth.admin_api_key

@@ -5,8 +5,9 @@ survive a restart. An upload is a list of parts (``storage.base``): each request
 writes a part of its own, never a file another request writes, and records it with a
 compare-and-set on the session's version. Of two requests writing one upload at once, exactly
 one is recorded; the other fails with 416 before it answers, having changed nothing anyone reads.
-While a part streams in, its durable size is recorded every ``checkpoint_bytes``, so a crash
-loses at most that much and the client resumes at once (there is no lease to wait out).
+While a part streams in, its durable size is recorded every ``checkpoint_bytes`` (at most once
+per ``checkpoint_seconds``), so a crash loses at most that much and the client resumes at once
+(there is no lease to wait out).
 
 The running hash is an in-process fast path only (``hashlib`` objects cannot be serialized): it
 is trusted at the end only when it saw exactly the parts the database lists, same names and same
@@ -53,6 +54,9 @@ from semreg.storage.base import BlobStore, DigestMismatch, ObjectMissing, Upload
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT_BYTES: Final = 8 * 1024 * 1024
+# At most one checkpoint (an fsync and a write transaction) per second and chunk: a fast local
+# push is not held up by them, and a crash still loses at most about a second of it.
+DEFAULT_CHECKPOINT_SECONDS: Final = 1.0
 DEFAULT_MAX_UPLOADS_PER_OWNER: Final = 1000
 # Sessions not written for this long are abandoned: they no longer count against the limit.
 ACTIVE_UPLOAD: Final = timedelta(hours=1)
@@ -104,10 +108,12 @@ class BlobService:
         store: BlobStore,
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
         max_uploads_per_owner: int = DEFAULT_MAX_UPLOADS_PER_OWNER,
+        checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
     ) -> None:
         self.db = db
         self.store = store
         self.checkpoint_bytes = checkpoint_bytes
+        self.checkpoint_seconds = checkpoint_seconds
         self.max_uploads_per_owner = max_uploads_per_owner
         self._hashes: OrderedDict[str, _RunningHash] = OrderedDict()
 
@@ -281,6 +287,7 @@ class BlobService:
                 hasher,
                 checkpoint,
                 self.checkpoint_bytes,
+                self.checkpoint_seconds,
             )
             if length is not None and written != length:
                 raise SizeInvalid(

@@ -8,6 +8,7 @@ from semreg.domain.manifest import DEFAULT_MAX_REFERENCES
 from semreg.metadata.engine import Database
 from semreg.services.blobs import (
     DEFAULT_CHECKPOINT_BYTES,
+    DEFAULT_CHECKPOINT_SECONDS,
     DEFAULT_MAX_UPLOADS_PER_OWNER,
     BlobService,
 )
@@ -41,13 +42,16 @@ class Services:
         auth: AuthConfig,
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
         max_uploads_per_principal: int = DEFAULT_MAX_UPLOADS_PER_OWNER,
+        checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
         max_manifest_references: int = DEFAULT_MAX_REFERENCES,
     ) -> Services:
         return cls(
             db=db,
             store=store,
             feeds=FeedService(db),
-            blobs=BlobService(db, store, checkpoint_bytes, max_uploads_per_principal),
+            blobs=BlobService(
+                db, store, checkpoint_bytes, max_uploads_per_principal, checkpoint_seconds
+            ),
             manifests=ManifestService(db, store, max_manifest_bytes, max_manifest_references),
             releases=ReleaseService(db),
             tokens=TokenService(db, auth),

@@ -111,13 +111,16 @@ class BlobStore(Protocol):
         hasher: Hasher | None = None,
         checkpoint: Checkpoint | None = None,
         checkpoint_bytes: int = 0,
+        checkpoint_seconds: float = 0.0,
     ) -> int:
-        """Write ``chunks`` into a new part of an upload, durably, and return its size.
+        """Write ``chunks`` into a new part of an upload and return its size.
 
         The part is created here and written only by this call, front to back: bytes of it that
-        a checkpoint reported never change afterwards. Every ``checkpoint_bytes`` (when set) the
-        bytes so far are made durable and ``checkpoint(size)`` is awaited; an exception it raises
-        stops the write. ``hasher``, when given, is fed the same bytes.
+        a checkpoint reported never change afterwards. Once ``checkpoint_bytes`` (when set) have
+        come since the last checkpoint, and ``checkpoint_seconds`` have passed, the bytes so far
+        are made durable and ``checkpoint(size)`` is awaited; an exception it raises stops the
+        write. ``hasher``, when given, is fed the same bytes. The part is made durable whole only
+        when it is published.
 
         Raises:
             UploadMissing: the upload is gone (or the part name is taken).

@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
@@ -275,10 +276,12 @@ class FilesystemBlobStore:
         hasher: Hasher | None = None,
         checkpoint: Checkpoint | None = None,
         checkpoint_bytes: int = 0,
+        checkpoint_seconds: float = 0.0,
     ) -> int:
         with storage_errors():
             handle = await anyio.to_thread.run_sync(self._open_part, upload_id, part)
             written = since_checkpoint = 0
+            last_checkpoint = time.monotonic()
             try:
                 batch = bytearray()
                 async for chunk in chunks:
@@ -290,10 +293,14 @@ class FilesystemBlobStore:
                     since_checkpoint += len(batch)
                     batch = bytearray()
                     crashpoints.reach("upload.write")
-                    if checkpoint is not None and since_checkpoint >= checkpoint_bytes > 0:
+                    if (
+                        checkpoint is not None
+                        and since_checkpoint >= checkpoint_bytes > 0
+                        and time.monotonic() - last_checkpoint >= checkpoint_seconds
+                    ):
                         await anyio.to_thread.run_sync(_sync, handle)
                         await checkpoint(written)
-                        since_checkpoint = 0
+                        since_checkpoint, last_checkpoint = 0, time.monotonic()
                 if batch:
                     await anyio.to_thread.run_sync(_write, handle, batch, hasher)
                     written += len(batch)

@@ -5,6 +5,7 @@ Imports: domain, storage.base, stdlib.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import UTC, datetime
 
@@ -74,20 +75,25 @@ class MemoryBlobStore:
         hasher: Hasher | None = None,
         checkpoint: Checkpoint | None = None,
         checkpoint_bytes: int = 0,
+        checkpoint_seconds: float = 0.0,
     ) -> int:
         parts = self._parts(upload_id)
         if part in parts:
             raise UploadMissing(f"part {part} of {upload_id} exists already")
         data = parts[part] = bytearray()
-        since_checkpoint = 0
+        since_checkpoint, last_checkpoint = 0, time.monotonic()
         async for chunk in chunks:
             data += chunk
             since_checkpoint += len(chunk)
             if hasher is not None:
                 hasher.update(chunk)
-            if checkpoint is not None and since_checkpoint >= checkpoint_bytes > 0:
+            if (
+                checkpoint is not None
+                and since_checkpoint >= checkpoint_bytes > 0
+                and time.monotonic() - last_checkpoint >= checkpoint_seconds
+            ):
                 await checkpoint(len(data))
-                since_checkpoint = 0
+                since_checkpoint, last_checkpoint = 0, time.monotonic()
         self.upload_written[upload_id] = datetime.now(UTC)
         return len(data)
 
