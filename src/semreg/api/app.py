@@ -33,6 +33,7 @@ from semreg.api import (
     routes_token,
     routes_v2,
 )
+from semreg.api.fastpath import FastReads
 from semreg.api.limits import RequestLimits
 from semreg.api.logs import configure_logging, request_id
 from semreg.api.protocol import GuardedHttpToolsProtocol
@@ -40,6 +41,7 @@ from semreg.config import Settings, load_settings
 from semreg.domain.errors import ErrorCode, RegistryError
 from semreg.metadata import migrate
 from semreg.metadata.engine import Database, create_engine
+from semreg.metadata.hot import open_hot_reads
 from semreg.services.container import Services
 from semreg.services.tokens import AuthConfig
 from semreg.storage.factory import open_blob_store
@@ -184,7 +186,7 @@ def create_app(settings: Settings) -> FastAPI:
             pool_size=settings.database.pool_size,
         )
         await migrate.upgrade(engine)
-        db = Database(engine)
+        db = Database(engine, await open_hot_reads(engine))
         store = open_blob_store(settings.storage_path)
         services = Services.build(
             db,
@@ -239,6 +241,7 @@ def create_app(settings: Settings) -> FastAPI:
         body_idle_seconds=settings.server.body_idle_seconds,
         max_api_body_bytes=settings.server.max_api_body_bytes,
     )
+    app.add_middleware(FastReads)
     app.add_middleware(RegistryHeaders, access_log=settings.log.access_log)
     # The protocol class is chosen by ``semreg serve``; its limits come from the settings here,
     # in the process (each worker) that serves.

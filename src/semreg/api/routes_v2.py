@@ -30,7 +30,7 @@ from semreg.domain.errors import (
     TagInvalid,
     Unsupported,
 )
-from semreg.domain.inventory import StoredManifest
+from semreg.domain.inventory import ManifestHead, StoredManifest
 from semreg.domain.names import Reference, RepoPath, parse_reference, parse_repo_path, parse_tag
 
 _ACCEPT_ANY: Final = frozenset({"*/*", "application/*", "application/json"})
@@ -113,23 +113,22 @@ def _acceptable(request: Request, media_type: str) -> bool:
     return media_type in offered or bool(offered & _ACCEPT_ANY)
 
 
-def _manifest_headers(stored: StoredManifest) -> dict[str, str]:
+def manifest_headers(head: ManifestHead) -> dict[str, str]:
     return {
-        "Content-Type": stored.media_type,
-        "Docker-Content-Digest": str(stored.digest),
-        "Content-Length": str(stored.size),
-        "ETag": f'"{stored.digest}"',
+        "Content-Type": head.media_type,
+        "Docker-Content-Digest": str(head.digest),
+        "Content-Length": str(head.size),
+        "ETag": f'"{head.digest}"',
     }
 
 
-def _existing_reference(request: Request) -> Reference:
+def _existing_reference(text: str) -> Reference:
     """The reference of a manifest GET or HEAD.
 
     Raises:
         ManifestUnknown: neither a valid tag nor a digest, so no such manifest exists (as in
             the reference registry; a PUT still answers TAG_INVALID or DIGEST_INVALID).
     """
-    text: str = request.path_params["reference"]
     try:
         return parse_reference(text)
     except (TagInvalid, DigestInvalid) as exc:
@@ -138,22 +137,31 @@ def _existing_reference(request: Request) -> Reference:
         ) from exc
 
 
+async def find_manifest(request: Request, path: RepoPath, text: str) -> tuple[ManifestHead, bytes]:
+    """The manifest ``text`` names in ``path``, for a caller already allowed to pull.
+
+    Raises:
+        ManifestUnknown: no such manifest, or not of a type the Accept header allows.
+        FeedUnknown, FeedInactive: see ``services.manifests.find``.
+    """
+    reference = _existing_reference(text)
+    services = services_of(request)
+    head = await services.manifests.find(path, reference)
+    if not _acceptable(request, head.media_type):
+        raise ManifestUnknown(
+            f"manifest {reference} is {head.media_type}, which the request's Accept header "
+            "does not allow",
+            {"mediaType": head.media_type},
+        )
+    if request.method == "HEAD":
+        return head, b""
+    return head, await services.manifests.read(head)
+
+
 async def get_manifest(request: Request) -> Response:
     path = await _authorized(request)
-    reference = _existing_reference(request)
-    services = services_of(request)
-    stored = await services.manifests.find(path, reference)
-    if not _acceptable(request, stored.media_type):
-        raise ManifestUnknown(
-            f"manifest {reference} is {stored.media_type}, which the request's Accept header "
-            "does not allow",
-            {"mediaType": stored.media_type},
-        )
-    headers = _manifest_headers(stored)
-    if request.method == "HEAD":
-        return Response(headers=headers)
-    body = await services.manifests.read(stored)
-    return Response(body, headers=headers)
+    head, body = await find_manifest(request, path, request.path_params["reference"])
+    return Response(body, headers=manifest_headers(head))
 
 
 async def put_manifest(request: Request) -> Response:
@@ -192,18 +200,23 @@ async def delete_manifest(request: Request) -> Response:
 # --- blobs -------------------------------------------------------------------------------------
 
 
-async def get_blob(request: Request) -> Response:
-    path = await _authorized(request)
-    digest = parse_digest(request.path_params["digest"])
-    services = services_of(request)
-    size = await services.blobs.stat(path, digest)
-    headers = {
+def blob_headers(digest: Digest, size: int) -> dict[str, str]:
+    return {
         "Docker-Content-Digest": str(digest),
         "Content-Type": "application/octet-stream",
         "Accept-Ranges": "bytes",
         "ETag": f'"{digest}"',
         "Cache-Control": "max-age=31536000",
+        "Content-Length": str(size),
     }
+
+
+async def get_blob(request: Request) -> Response:
+    path = await _authorized(request)
+    digest = parse_digest(request.path_params["digest"])
+    services = services_of(request)
+    size = await services.blobs.stat(path, digest)
+    headers = blob_headers(digest, size)
     span = r.parse_range(request.headers.get("range"), size)
     status = 200
     start, end = 0, size
@@ -211,7 +224,7 @@ async def get_blob(request: Request) -> Response:
         start, end = span
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    headers["Content-Length"] = str(end - start)
+        headers["Content-Length"] = str(end - start)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
     return StreamingResponse(services.blobs.read(digest, start, end), status, headers)

@@ -31,6 +31,15 @@ class StoredManifest:
 
 
 @dataclass(frozen=True, slots=True)
+class ManifestHead:
+    """What a manifest GET or HEAD answers with, besides the bytes."""
+
+    digest: Digest
+    media_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class UploadPart:
     """One writer's contribution to an upload: its part name, the bytes of it that count, and
     whether the writer had finished (closed the part) when it was recorded."""

@@ -23,10 +23,12 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from semreg.domain.errors import InsufficientStorage
+from semreg.metadata.hot import HotReads
+from semreg.metadata.sqlite_inline import inline_creator
 
 _BUSY_TIMEOUT_SECONDS = 30
+_BUSY_MS = _BUSY_TIMEOUT_SECONDS * 1000
 _SQLITE_PRAGMAS = (
-    f"PRAGMA busy_timeout={_BUSY_TIMEOUT_SECONDS * 1000}",
     # WAL + NORMAL: atomic and consistent; the last commits may be lost on power failure only.
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
@@ -62,13 +64,17 @@ def _make_private(path: str) -> None:
                 os.chmod(name, 0o600)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, inline: bool) -> None:
+    # Inline connections wait for locks themselves (``sqlite_inline``); aiosqlite's threads
+    # may simply block.
+    pragmas = _SQLITE_PRAGMAS if inline else (f"PRAGMA busy_timeout={_BUSY_MS}", *_SQLITE_PRAGMAS)
+
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own handling is lazy).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in _SQLITE_PRAGMAS:
+        for pragma in pragmas:
             cursor.execute(pragma)
         cursor.close()
 
@@ -82,11 +88,16 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     """An async engine for ``url`` with the per-dialect setup this project relies on."""
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database
-        if path and path != ":memory:" and not path.startswith("file:"):
+        options: dict[str, Any] = {}
+        inline = bool(path and path != ":memory:" and not path.startswith("file:"))
+        if path and inline:
             _make_private(path)
             _enable_wal(path)
-        engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=10)
-        _configure_sqlite(engine)
+            options["async_creator"] = inline_creator(path, _BUSY_MS)
+        engine = create_async_engine(
+            url, echo=echo, pool_size=pool_size, max_overflow=10, **options
+        )
+        _configure_sqlite(engine, inline)
         return engine
     # No pre-ping: it costs a round trip per checkout; a dead connection fails its statement.
     return create_async_engine(
@@ -107,9 +118,11 @@ def _storage_reason(exc: sa.exc.OperationalError) -> str | None:
 class Database:
     """Read and write transactions over one engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, hot: HotReads | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # The hot-path lookups (``metadata/hot.py``), when the server opened them.
+        self.hot = hot
         # SQLite allows one writer; queueing this process's writers here (fairly, in order)
         # spares them SQLite's busy-wait, which sleeps and retries and makes long tails.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
@@ -146,4 +159,6 @@ class Database:
             ) from exc
 
     async def dispose(self) -> None:
+        if self.hot is not None:
+            await self.hot.close()
         await self.engine.dispose()

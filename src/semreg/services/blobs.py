@@ -126,6 +126,10 @@ class BlobService:
             FeedUnknown, FeedInactive: the feed is missing or disabled.
             BlobUnknown: the repository does not hold that blob.
         """
+        if self.db.hot is not None:
+            found = await self.db.hot.blob_size(path, digest)
+            if isinstance(found, int):
+                return found
         async with self.db.read() as conn:
             size = await repo.find_blob_size_in(conn, path, digest)
             if size is None:

@@ -21,7 +21,7 @@ from semreg.domain.errors import (
     ManifestTooLarge,
     ManifestUnknown,
 )
-from semreg.domain.inventory import StoredManifest
+from semreg.domain.inventory import ManifestHead, StoredManifest
 from semreg.domain.manifest import (
     DEFAULT_MAX_REFERENCES,
     Descriptor,
@@ -175,15 +175,18 @@ class ManifestService:
         except ObjectMissing:
             await self.store.put_bytes(digest, body)
 
-    async def find(self, path: RepoPath, reference: Reference) -> StoredManifest:
-        """The stored manifest a tag or digest names.
+    async def find(self, path: RepoPath, reference: Reference) -> ManifestHead:
+        """The manifest a tag or digest names.
 
         Raises:
             FeedUnknown, FeedInactive: the feed is missing or disabled.
             ManifestUnknown: no such manifest or tag in the repository.
         """
+        if self.db.hot is not None:
+            found = await self.db.hot.manifest(path, reference)
+            if isinstance(found, ManifestHead):
+                return found
         async with self.db.read() as conn:
-            # One query on the hot path; the slower lookups below only explain a miss.
             stored = await repo.find_manifest_in(conn, path, reference)
             if stored is None:
                 # Raises FeedUnknown or FeedInactive; else the manifest is simply not there.
@@ -192,25 +195,29 @@ class ManifestService:
             raise ManifestUnknown(
                 f"manifest {reference} is not in {path}", {"reference": str(reference)}
             )
-        return stored
+        return ManifestHead(stored.digest, stored.media_type, stored.size)
 
-    async def read(self, stored: StoredManifest) -> bytes:
+    def cached_bytes(self, digest: Digest) -> bytes | None:
+        """The bytes of a manifest if this process holds them (they never change)."""
+        return self._bytes.get(digest)
+
+    async def read(self, head: ManifestHead) -> bytes:
         """The bytes of a manifest, exactly as pushed.
 
         Raises:
             ManifestUnknown: the bytes are gone from storage (a broken invariant, reported).
         """
-        cached = self._bytes.get(stored.digest)
+        cached = self._bytes.get(head.digest)
         if cached is not None:
             return cached
         try:
-            body = await self.store.read_bytes(stored.digest)
+            body = await self.store.read_bytes(head.digest)
         except ObjectMissing as exc:
             raise ManifestUnknown(
-                f"manifest {stored.digest} is recorded but its bytes are missing",
-                {"digest": str(stored.digest)},
+                f"manifest {head.digest} is recorded but its bytes are missing",
+                {"digest": str(head.digest)},
             ) from exc
-        self._bytes.put(stored.digest, body)
+        self._bytes.put(head.digest, body)
         return body
 
     async def delete(self, path: RepoPath, reference: Reference) -> None:

@@ -33,6 +33,7 @@ from semreg.domain.scopes import REGISTRY, REPOSITORY, Access, parse_access_clai
 from semreg.metadata import principals as store
 from semreg.metadata import repo
 from semreg.metadata.engine import Database
+from semreg.metadata.hot import Unsure
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def _dummy_hash() -> str:
 
 _PROOF_KEY: Final = secrets.token_bytes(32)
 _PRINCIPAL_CACHE_SIZE: Final = 4096
+_TOKEN_CACHE_SIZE: Final = 10_000
+_LEEWAY_SECONDS: Final = 5
 _VERIFIED_CACHE_SIZE: Final = 4096
 
 
@@ -135,6 +138,9 @@ class TokenService:
         # Proofs of passwords verified in this process (argon2 is slow on purpose); keyed by the
         # stored hash too, so a changed password or a re-created user never matches.
         self._verified: dict[str, bool] = {}
+        # Tokens whose signature and claims were checked, by (token, service): a token never
+        # changes, so only its lifetime needs checking again. Forged ones are never kept.
+        self._tokens: dict[tuple[str, str], tuple[float, VerifiedToken]] = {}
 
     async def _with_anonymous_feeds(self, principal: Principal) -> Principal:
         async with self.db.read() as conn:
@@ -142,6 +148,11 @@ class TokenService:
         return principal.with_anonymous_feeds(feeds)
 
     async def anonymous(self) -> Principal:
+        """The anonymous caller, with the feeds that allow anonymous view now."""
+        if self.db.hot is not None:
+            feeds = await self.db.hot.anonymous_feeds()
+            if not isinstance(feeds, Unsure):
+                return anonymous().with_anonymous_feeds(feeds)
         return await self._with_anonymous_feeds(anonymous())
 
     async def _user_principal(self, user: store.UserRow) -> Principal:
@@ -301,6 +312,18 @@ class TokenService:
         Raises:
             Unauthorized: the token is not valid for this service now.
         """
+        cached = self._tokens.get((token, service))
+        if cached is not None:
+            if time.time() < cached[0]:
+                return cached[1]
+            del self._tokens[(token, service)]
+        verified, expires = self._decode(token, service)
+        if len(self._tokens) >= _TOKEN_CACHE_SIZE:
+            self._tokens.pop(next(iter(self._tokens)))
+        self._tokens[(token, service)] = (expires, verified)
+        return verified
+
+    def _decode(self, token: str, service: str) -> tuple[VerifiedToken, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -308,7 +331,7 @@ class TokenService:
                 algorithms=[ALGORITHM],
                 audience=service,
                 issuer=ISSUER,
-                leeway=5,
+                leeway=_LEEWAY_SECONDS,
                 options={"require": ["exp", "iat", "nbf", "aud", "iss", "sub"]},
             )
             pri = claims.get("pri") or {}
@@ -321,13 +344,15 @@ class TokenService:
             type(principal_id) is not int or not isinstance(nonce, str) or len(nonce) > 64
         ):
             raise Unauthorized("invalid token: malformed principal")
-        return VerifiedToken(
+        verified = VerifiedToken(
             str(claims["sub"]),
             tuple(parse_access_claim(claims.get("access"))),
             kind,
             principal_id,
             nonce,
         )
+        # PyJWT required "exp" and accepted it with this leeway; the cache keeps to the same.
+        return verified, float(claims["exp"]) + _LEEWAY_SECONDS
 
 
 def _reason(exc: Exception) -> str:
