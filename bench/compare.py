@@ -63,6 +63,7 @@ FLOOR_COLUMN = "floor"
 PROCESSES = "server processes (read from the process tree)"
 RATE_UNIT = "[requests/s]"  # the load rows; each gets a share-of-the-floor row in ``render``
 OCTET = "application/octet-stream"
+WRONG = "WRONG ANSWER"  # in the note of a row whose server answered wrongly
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class _Rows:
         print(f"    {row}: {text}", flush=True)
 
     def failed(self, rows: list[str], exc: BaseException) -> None:
-        kind = "WRONG ANSWER" if isinstance(exc, AnswerWrong) else "failed"
+        kind = WRONG if isinstance(exc, AnswerWrong) else "failed"
         for row in rows:
             self.report.add(row, self.label, "FAILED (see notes)", None, SECTION)
         self.report.note(f"{self.label}: table: {rows[0]}: {kind}: {exc!s:.600}")
@@ -538,7 +539,7 @@ def _processes(target: Target) -> tuple[str, int]:
     total, workers = len(rss_each(target.pid)), len(worker_pids(target.pid))
     if workers == 1 and total == 1:
         return "1", 1
-    return f"{workers} workers (+ {_processes_word(total - workers)} more)", workers
+    return f"{workers} workers ({_processes_word(total)} in all)", workers
 
 
 def _processes_word(n: int) -> str:

@@ -415,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
     if args.json:
         report.write_json(args.json, info)
-    failed = any("failed" in n or "could not start" in n for n in report.notes)
+    failed = any(
+        "failed" in n or "could not start" in n or compare.WRONG in n for n in report.notes
+    )
     return 1 if failed else 0
 
 
