@@ -214,18 +214,32 @@ def run_get_python(
     return rate
 
 
+# Every answer goes through ``response``: wrk itself only counts answers of 400 and more as
+# errors ("Non-2xx or 3xx responses"), so a 3xx (a redirect instead of the manifest) would pass.
+# ``bad`` is global so that ``done`` (in wrk's main Lua state) can read it from each thread.
 _WRK_SCRIPT = """\
 wrk.method = "GET"
 wrk.headers["Accept"] = "ACCEPT"
 HEADERS
-local limit = 0
-local count = 0
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
+limit = 0
+count = 0
+bad = 0
 function init(args)
-  limit = tonumber(args[1])
+  limit = tonumber(args[1]) or 0
 end
 function response(status, headers, body)
   count = count + 1
-  if count >= limit then wrk.thread:stop() end
+  if status < 200 or status > 299 then bad = bad + 1 end
+  if limit > 0 and count >= limit then wrk.thread:stop() end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("bad") end
+  io.write(string.format("Non-2xx answers: %d\\n", total))
 end
 """.replace("ACCEPT", OCI_MANIFEST)
 
@@ -249,19 +263,20 @@ def run_get_wrk(
     headers: dict[str, str],
     connections: int,
     threads: int,
-    limit: int,
+    limit: int | None,
     seconds: float,
 ) -> Rate:
     """``wrk`` for ``seconds``; a thread stops early after ``limit / threads`` answers.
 
     wrk divides by its full ``-d`` duration even when threads stop early, so ``limit`` is a safety
-    cap only: reaching it is reported, since the rate is then understated.
+    cap only: reaching it is reported, since the rate is then understated. ``None``: no cap.
+    Raises RuntimeError when any answer was not a 2xx.
     """
     with tempfile.TemporaryDirectory(prefix="semreg-bench-wrk-") as tmp:
         script = Path(tmp) / "manifest.lua"
         extra = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
         script.write_text(_WRK_SCRIPT.replace("HEADERS", extra))
-        per_thread = max(1, limit // threads)
+        per_thread = max(1, limit // threads) if limit else 0
         command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s", "--latency"]
         command += ["-s", str(script), url, "--", str(per_thread)]
         with CpuMeter(pid) as meter:
@@ -280,7 +295,12 @@ def run_get_wrk(
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if bad is not None:
         raise RuntimeError(f"wrk: {bad.group(1)} of {count} answers were not 2xx/3xx")
-    if count >= per_thread * threads:
+    counted = re.search(r"Non-2xx answers: (\d+)", out)
+    if counted is None:
+        raise RuntimeError(f"wrk: the script's count of non-2xx answers is missing:\n{out}")
+    if int(counted.group(1)):
+        raise RuntimeError(f"wrk: {counted.group(1)} of {count} answers were not 2xx")
+    if per_thread and count >= per_thread * threads:
         notes.append("request cap reached before the duration: the rate is understated")
     errors = re.search(r"Socket errors: (.*)", out)
     if errors is not None:

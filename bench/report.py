@@ -19,6 +19,8 @@ class Report:
     rows: dict[str, dict[str, str]] = field(default_factory=dict)
     values: dict[str, dict[str, object]] = field(default_factory=dict)
     sections: dict[str, str] = field(default_factory=dict)
+    # "higher" or "lower": which way a row's figure is better (rows that can be compared only).
+    better: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def add_target(self, label: str) -> None:
@@ -26,15 +28,26 @@ class Report:
             self.targets.append(label)
 
     def add(
-        self, row: str, target: str, text: str, value: object = None, section: str = "figures"
+        self,
+        row: str,
+        target: str,
+        text: str,
+        value: object = None,
+        section: str = "figures",
+        better: str | None = None,
     ) -> None:
         self.sections[row] = section
+        if better is not None:
+            self.better[row] = better
         self.rows.setdefault(row, {})[target] = text
         self.values.setdefault(row, {})[target] = value if value is not None else text
 
     def note(self, text: str) -> None:
         self.notes.append(text)
         print(f"  note: {text}", flush=True)
+
+    def has(self, section: str) -> bool:
+        return section in self.sections.values()
 
     def table(self, section: str = "figures") -> str:
         headers = ["figure", *self.targets]

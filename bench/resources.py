@@ -64,6 +64,27 @@ def rss_each(pid: int) -> list[int]:
     return sizes
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The processes of the tree that serve requests.
+
+    uvicorn's worker processes when ``pid`` is its supervisor (``--workers N``: children started
+    by multiprocessing's spawn, ``spawn_main``; multiprocessing's resource tracker is not one),
+    else ``pid`` itself. Read from the process tree, so it holds whatever the server's default.
+    """
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    workers = []
+    for child in children:
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                workers.append(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return workers or [pid]
+
+
 def rss_bytes(pid: int) -> int:
     """Resident memory of a process and its children together, in bytes (0 once it is gone)."""
     return sum(rss_each(pid))

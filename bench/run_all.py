@@ -2,8 +2,8 @@
 
 Targets, one after the other on the same machine with the same client code:
 semreg on SQLite; semreg on PostgreSQL with ``--postgres [URL]`` or ``SEMREG_TEST_DATABASE_URL``
-(a throw-away database is created and dropped), each with ``--workers N`` worker processes
-(default 1); the CNCF reference registry (Debian's
+(a throw-away database is created and dropped), each at semreg's default number of worker
+processes or with ``--workers N``; the CNCF reference registry (Debian's
 ``docker-registry``, installed with apt-get when missing and allowed), skipped with a note when
 it cannot be had. Every server listens on 127.0.0.1 and uses a temporary data folder.
 """
@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import blobs, manifests, memory, versioning
+from bench import blobs, compare, manifests, memory, versioning
 from bench.content import MiB
 from bench.report import Report, loadavg, machine
 from bench.resources import DROP_CACHES
@@ -32,7 +32,7 @@ from bench.targets import (
     ensure_debian_package,
 )
 
-FIGURES = ("blobs", "manifests", "memory", "versioning")
+FIGURES = ("blobs", "manifests", "memory", "versioning", "table")
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
@@ -50,9 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
-        help="semreg serve --workers N (uvicorn worker processes sharing the database)",
+        help="semreg serve --workers N (uvicorn worker processes sharing the database; "
+        "default: none given, semreg's default)",
     )
     parser.add_argument(
         "--no-compare", action="store_true", help="skip the docker-registry comparison"
@@ -95,6 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="time cap for filling both repositories",
     )
     parser.add_argument("--workdir", type=Path, default=None, help="parent of the temp folders")
+    compare.add_arguments(parser)
     parser.add_argument("--json", type=Path, default=None, help="also write raw figures here")
     return parser.parse_args(argv)
 
@@ -315,6 +317,7 @@ RUNNERS: dict[str, Callable[[Target, argparse.Namespace, Report], None]] = {
     "manifests": bench_manifests,
     "memory": bench_memory,
     "versioning": bench_versioning,
+    "table": compare.bench_table,
 }
 
 
@@ -328,9 +331,13 @@ def run_target(target: Target, args: argparse.Namespace, report: Report) -> None
         target.stop()
         return
     try:
-        for name in args.only or FIGURES:
+        for index, name in enumerate(args.only or FIGURES):
             started = time.perf_counter()
             try:
+                if name == "table" and index > 0:
+                    # The table's rates and its memory peak are those of a fresh server.
+                    print("  table: restarting the server on empty data ...", flush=True)
+                    target.fresh()
                 RUNNERS[name](target, args, report)
             except Exception as exc:  # noqa: BLE001  (report the failure, go on with the rest)
                 traceback.print_exc()
@@ -374,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         if DockerRegistryTarget.available():
             info["docker-registry"] = DockerRegistryTarget.version()
             plans.append(lambda d: DockerRegistryTarget(d))
-    if not manifests.wrk_available() and (not args.only or "manifests" in args.only):
+    if not manifests.wrk_available() and (
+        not args.only or "manifests" in args.only or "table" in args.only
+    ):
         ok, why = ensure_debian_package("wrk", "wrk", not args.no_install)
         if not ok:
             report.note(f"wrk figures skipped: {why}")
@@ -385,15 +394,30 @@ def main(argv: list[str] | None = None) -> int:
             run_target(plan(workdir), args, report)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+    if "table" in (args.only or FIGURES):
+        workdir = Path(tempfile.mkdtemp(prefix="semreg-bench-", dir=parent))
+        try:
+            compare.bench_floor(args, report, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     print(f"\nResults ({time.perf_counter() - started:.0f} s, load average now {loadavg()}):\n")
-    print(report.table())
-    print("\nWhere the CPU went (server CPU per unit; shares of the machine during the figure):\n")
-    print(report.table("cpu"))
+    if report.has("figures"):
+        print(report.table())
+    if report.has("cpu"):
+        print(
+            "\nWhere the CPU went (server CPU per unit; shares of the machine during the figure):\n"
+        )
+        print(report.table("cpu"))
+    if report.has(compare.SECTION):
+        print("\nThe table of issue 10 (same run, same client; ratio: semreg / docker-registry):\n")
+        print(compare.render(report))
     for note in report.notes:
         print(f"note: {note}")
     if args.json:
         report.write_json(args.json, info)
-    failed = any("failed" in n or "could not start" in n for n in report.notes)
+    failed = any(
+        "failed" in n or "could not start" in n or compare.WRONG in n for n in report.notes
+    )
     return 1 if failed else 0
 
 

@@ -13,13 +13,19 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from tests import server as test_server
 from tests.server import PostgresDatabase, ServerProcess, free_port
+
+from bench.floor import DIGEST as FLOOR_DIGEST
+from bench.resources import worker_pids
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 
@@ -46,6 +52,12 @@ class Target:
 
     def stop(self) -> None:
         raise NotImplementedError
+
+    def fresh(self) -> None:
+        """Stop the server and start a new one on empty data (a new folder, a new database)."""
+        self.stop()
+        self.workdir = Path(tempfile.mkdtemp(prefix="fresh-", dir=self.workdir))
+        self.start()
 
     def repository(self, name: str, versioning: bool = False) -> str:
         """A repository name to push to (semreg: in a new feed, with Container Versioning on
@@ -95,12 +107,23 @@ class Target:
         return ""
 
 
+def wait_for_startups(log: Callable[[], str], workers: int, tail: Callable[[], str]) -> None:
+    """Wait until ``workers`` uvicorn workers have started their app (the first answers sooner)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if log().count("Application startup complete") >= workers:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{workers} workers did not start: {tail()}")
+
+
 class SemregTarget(Target):
     """``semreg serve [--workers N]`` through tests.server.ServerProcess (access log off).
 
-    With ``workers`` > 1 uvicorn's supervisor process starts N worker processes (its children)
-    that share the database and the blob folder; ``pid`` is the supervisor's, and the resource
-    figures count it together with all its children.
+    ``workers`` None: no ``--workers``, semreg's default. With several workers uvicorn's
+    supervisor process starts them (its children) and they share the database and the blob
+    folder; ``pid`` is the supervisor's, and the resource figures count it together with all its
+    children. How many serve is read from the process tree (``worker_pids``).
     """
 
     has_feeds = True
@@ -110,7 +133,7 @@ class SemregTarget(Target):
         workdir: Path,
         backend: str = "sqlite",
         pg_admin_url: str = "",
-        workers: int = 1,
+        workers: int | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
         super().__init__(workdir)
@@ -118,8 +141,10 @@ class SemregTarget(Target):
         self.pg_admin_url = pg_admin_url
         self.workers = workers
         self.env = env or {}  # extra server environment (SEMREG_...)
-        plural = "s" if workers > 1 else ""
-        self.label = f"semreg ({backend}, {workers} worker{plural})"
+        if workers is None:
+            self.label = f"semreg ({backend})"
+        else:
+            self.label = f"semreg ({backend}, {workers} worker{'s' if workers > 1 else ''})"
         self.database: PostgresDatabase | None = None
         self.server: ServerProcess | None = None
 
@@ -143,21 +168,13 @@ class SemregTarget(Target):
             database_url = self.database.url
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
-        args = ("--workers", str(self.workers)) if self.workers > 1 else ()
+        args = ("--workers", str(self.workers)) if self.workers is not None else ()
         self.server = ServerProcess(data, database_url, args=args, **self.env).start()
-        if self.workers > 1:
-            self._wait_for_workers()
+        # uvicorn's supervisor has started every worker by the time the first one answers.
+        workers = len(worker_pids(self.pid))
+        if workers > 1:
+            wait_for_startups(self.server.log, workers, self.log_tail)
         return self
-
-    def _wait_for_workers(self) -> None:
-        """Wait until every worker process has started its app (the first answers sooner)."""
-        assert self.server is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.server.log().count("Application startup complete") >= self.workers:
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.workers} workers did not start: {self.log_tail()}")
 
     def vacuum(self) -> str:
         """``VACUUM ANALYZE`` the PostgreSQL database (SQLite needs nothing of the kind).
@@ -299,6 +316,88 @@ class DockerRegistryTarget(Target):
             return self.log_path.read_text(errors="replace")[-3000:]
         except FileNotFoundError:
             return ""
+
+
+FLOOR_APPS = {"asgi_app": "pure ASGI", "starlette_app": "Starlette, one route"}
+
+
+class FloorTarget(Target):
+    """uvicorn serving one of bench.floor's apps the way semreg is served.
+
+    uvloop, httptools, no access log, ``--workers N`` when ``workers`` > 1 (semreg's own
+    protocol class, a subclass of uvicorn's httptools one with header limits, and its connection
+    limit are not part of the floor). ``app``: a name in ``FLOOR_APPS``.
+    """
+
+    def __init__(self, workdir: Path, app: str, workers: int) -> None:
+        super().__init__(workdir)
+        self.app = app
+        self.workers = workers
+        self.label = f"{FLOOR_APPS[app]}, {workers} process{'es' if workers > 1 else ''}"
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / f"floor-{app}-{workers}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def manifest_url(self) -> str:
+        return f"{self.url}/v2/floor/app/manifests/1.0.0"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> FloorTarget:
+        command = [sys.executable, "-m", "uvicorn", f"bench.floor:{self.app}"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+        if self.workers > 1:
+            command += ["--workers", str(self.workers)]
+        env = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
+        root = Path(__file__).resolve().parent.parent  # bench.floor must be importable
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"uvicorn exited: {self.log_tail()}")
+            try:
+                answer = httpx.get(self.manifest_url, timeout=1)
+            except httpx.HTTPError:
+                time.sleep(0.1)
+                continue
+            if answer.headers.get("docker-content-digest") != FLOOR_DIGEST:
+                raise RuntimeError(f"the floor app answered {answer.status_code} {answer.headers}")
+            wait_for_startups(self.log, self.workers, self.log_tail)
+            return self
+        self.stop()
+        raise RuntimeError(f"the floor app did not start: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGINT)  # the supervisor stops its workers
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self) -> str:
+        return self.log()[-3000:]
 
 
 def ensure_debian_package(binary: str, package: str, install: bool) -> tuple[bool, str]:
