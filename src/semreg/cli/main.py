@@ -85,6 +85,7 @@ def serve(
         "proxy_headers": bool(settings.server.trusted_proxies),
         "forwarded_allow_ips": ",".join(settings.server.trusted_proxies) or "",
     }
+    _migrate_aside(settings)
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
         return
@@ -92,6 +93,39 @@ def serve(
     uvicorn.run(
         "semreg.api.app:create_app_from_environment", factory=True, workers=workers, **options
     )
+
+
+def _migrate(url: str) -> None:
+    import asyncio
+
+    from semreg.metadata import migrate
+    from semreg.metadata.engine import create_engine
+
+    async def run() -> None:
+        engine = create_engine(url)
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def _migrate_aside(settings: Any) -> None:
+    """Bring the schema up to date in a short-lived child process, so that the serving
+    processes never load Alembic (they find the schema current and skip it)."""
+    import multiprocessing
+
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Forked before any thread or event loop exists in this process.
+    child = multiprocessing.get_context("fork").Process(
+        target=_migrate, args=(settings.database_url,), name="semreg-migrate"
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        typer.echo("semreg: failed to migrate the database (see above)", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

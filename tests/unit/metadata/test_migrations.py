@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql
 
 import semreg.metadata
+from semreg.metadata import migrate
 from semreg.metadata.engine import create_engine
 from semreg.metadata.migrate import upgrade
 from semreg.metadata.schema import feeds, metadata
@@ -243,3 +244,21 @@ def test_0005_keeps_every_principal_and_gives_each_a_nonce(database_url: str) ->
     nonces = [row.nonce for row in [*found["users"], *found["keys"]]]
     assert all(len(n) == 32 for n in nonces)
     assert len(set(nonces)) == len(nonces)
+
+
+def test_the_revision_a_server_checks_for_is_the_newest_migration() -> None:
+    # A server whose database is at HEAD skips Alembic entirely (it is never imported).
+    assert head_revision() == migrate.HEAD
+
+
+def test_a_current_database_is_not_migrated_again(tmp_path: Path) -> None:
+    async def run() -> tuple[bool, bool]:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'semreg.db'}")
+        try:
+            before = await migrate.is_current(engine)
+            await upgrade(engine)
+            return before, await migrate.is_current(engine)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(run()) == (False, True)
