@@ -6,7 +6,8 @@ unique-key races the caller must resolve. Imports: domain, sqlalchemy, stdlib.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from semreg.domain.names import RepoPath, Tag
 from semreg.domain.promotion import PromotionRecord, TagChange
 from semreg.domain.semver import Version, format_version
 from semreg.domain.tags import TagOrigin, TagPolicy, VirtualTag
+from semreg.metadata.prepared import Prepared, param
 from semreg.metadata.schema import (
     blobs,
     feeds,
@@ -150,12 +152,17 @@ def _repository(row: sa.Row[Any], feed: Feed) -> Repository:
     return Repository(id=row.id, feed=feed, path=RepoPath(feed.name, row.name))
 
 
-async def find_repository(conn: AsyncConnection, feed: Feed, name: str) -> Repository | None:
-    query = sa.select(repositories).where(
-        repositories.c.feed_id == feed.id, repositories.c.name == name
+_REPOSITORY_ID = Prepared(
+    lambda _: sa.select(repositories.c.id).where(
+        repositories.c.feed_id == param(repositories.c.feed_id),
+        repositories.c.name == param(repositories.c.name),
     )
-    row = (await conn.execute(query)).first()
-    return _repository(row, feed) if row else None
+)
+
+
+async def find_repository(conn: AsyncConnection, feed: Feed, name: str) -> Repository | None:
+    found = await _REPOSITORY_ID.scalar(conn, feed_id=feed.id, name=name)
+    return Repository(found, feed, RepoPath(feed.name, name)) if found is not None else None
 
 
 async def ensure_repository(conn: AsyncConnection, feed: Feed, name: str) -> Repository:
@@ -309,6 +316,40 @@ def _manifest(row: sa.Row[Any]) -> StoredManifest:
     )
 
 
+_MANIFEST_ID = Prepared(
+    lambda _: sa.select(manifests.c.id).where(
+        manifests.c.repository_id == param(manifests.c.repository_id),
+        manifests.c.digest == param(manifests.c.digest),
+    )
+)
+_INSERT_MANIFEST = Prepared(
+    lambda _: (
+        manifests.insert()
+        .values(
+            {
+                column: param(manifests.c[column])
+                for column in (
+                    "repository_id",
+                    "digest",
+                    "media_type",
+                    "artifact_type",
+                    "size",
+                    "subject_digest",
+                    "annotations",
+                    "created_at",
+                )
+            }
+        )
+        .returning(manifests.c.id)
+    )
+)
+_INSERT_REF = Prepared(
+    lambda _: manifest_refs.insert().values(
+        {column: param(manifest_refs.c[column]) for column in ("manifest_id", "digest", "kind")}
+    )
+)
+
+
 async def insert_manifest(
     conn: AsyncConnection,
     repository_id: int,
@@ -316,29 +357,27 @@ async def insert_manifest(
     refs: Sequence[tuple[Digest, str]],
 ) -> StoredManifest:
     """Store a manifest row and its references, or return the existing row for that digest."""
-    existing = await find_manifest(conn, repository_id, manifest.digest)
-    if existing is not None:
+    if await _MANIFEST_ID.scalar(conn, repository_id=repository_id, digest=str(manifest.digest)):
+        existing = await find_manifest(conn, repository_id, manifest.digest)
+        assert existing is not None  # the repository is locked: rows do not vanish
         return existing
-    result = await conn.execute(
-        manifests.insert()
-        .values(
-            repository_id=repository_id,
-            digest=str(manifest.digest),
-            media_type=manifest.media_type,
-            artifact_type=manifest.artifact_type,
-            size=manifest.size,
-            subject_digest=str(manifest.subject) if manifest.subject else None,
-            annotations=dict(manifest.annotations) or None,
-            created_at=manifest.created_at,
-        )
-        .returning(*manifests.c)
+    annotations = dict(manifest.annotations) or None
+    new_id = await _INSERT_MANIFEST.scalar(
+        conn,
+        repository_id=repository_id,
+        digest=str(manifest.digest),
+        media_type=manifest.media_type,
+        artifact_type=manifest.artifact_type,
+        size=manifest.size,
+        subject_digest=str(manifest.subject) if manifest.subject else None,
+        annotations=annotations,
+        created_at=manifest.created_at,
     )
-    stored = _manifest(result.one())
+    stored = replace(manifest, id=int(new_id), annotations=annotations or {})
     unique_refs = sorted({(str(d), kind) for d, kind in refs})
     if unique_refs:
-        await conn.execute(
-            manifest_refs.insert(),
-            [{"manifest_id": stored.id, "digest": d, "kind": k} for d, k in unique_refs],
+        await _INSERT_REF.execute_many(
+            conn, [{"manifest_id": stored.id, "digest": d, "kind": k} for d, k in unique_refs]
         )
     return stored
 
@@ -401,6 +440,19 @@ async def delete_manifest(conn: AsyncConnection, manifest_id: int) -> None:
     await conn.execute(manifests.delete().where(manifests.c.id == manifest_id))
 
 
+def _set_tag(insert: Callable[[sa.Table], Any]) -> Any:
+    columns = ("repository_id", "name", "manifest_id", "updated_at", "kind", "origin")
+    statement = insert(tags).values({c: param(tags.c[c]) for c in columns})
+    changed = ("manifest_id", "updated_at", "kind", "origin")
+    return statement.on_conflict_do_update(
+        index_elements=[tags.c.repository_id, tags.c.name],
+        set_={c: statement.excluded[c] for c in changed},
+    )
+
+
+_SET_TAG = Prepared(_set_tag)
+
+
 async def set_tag(
     conn: AsyncConnection,
     repository_id: int,
@@ -410,13 +462,14 @@ async def set_tag(
     kind: str = "client",
     origin: TagOrigin = TagOrigin.PUSH,
 ) -> None:
-    now = now_utc()
-    values = {"manifest_id": manifest_id, "updated_at": now, "kind": kind, "origin": str(origin)}
-    statement = dialect_insert(conn, tags).values(repository_id=repository_id, name=tag, **values)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[tags.c.repository_id, tags.c.name], set_=values
-        )
+    await _SET_TAG.execute(
+        conn,
+        repository_id=repository_id,
+        name=tag,
+        manifest_id=manifest_id,
+        updated_at=now_utc(),
+        kind=kind,
+        origin=str(origin),
     )
 
 
@@ -499,50 +552,66 @@ async def list_referrers(
 # --- releases (Container Versioning) -----------------------------------------------------------
 
 
+def _release_digest(table: sa.Table) -> Prepared:
+    query = sa.select(table.c.digest).where(
+        table.c.repository_id == param(table.c.repository_id), table.c.tag == param(table.c.tag)
+    )
+    return Prepared(lambda _: query)
+
+
+_RELEASE_DIGESTS = (_release_digest(releases), _release_digest(retired_releases))
+
+
 async def find_release_digest(conn: AsyncConnection, repository_id: int, tag: str) -> Digest | None:
     """The digest a release tag points at, or pointed at before it was deleted (reserved)."""
-    for table in (releases, retired_releases):
-        query = sa.select(table.c.digest).where(
-            table.c.repository_id == repository_id, table.c.tag == tag
-        )
-        found = (await conn.execute(query)).scalar_one_or_none()
+    for statement in _RELEASE_DIGESTS:
+        found = await statement.scalar(conn, repository_id=repository_id, tag=tag)
         if found is not None:
             return parse_digest(found)
     return None
+
+
+def _upsert_release(insert: Callable[[sa.Table], Any]) -> Any:
+    changed = ("manifest_id", "digest", "major", "minor", "stable", "sort_key")
+    columns = ("repository_id", "tag", *changed, "pushed_at")
+    statement = insert(releases).values({c: param(releases.c[c]) for c in columns})
+    # A re-push of the same digest keeps the original push time.
+    keep_time = sa.case(
+        (releases.c.digest == statement.excluded.digest, releases.c.pushed_at),
+        else_=statement.excluded.pushed_at,
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[releases.c.repository_id, releases.c.tag],
+        set_={**{c: statement.excluded[c] for c in changed}, "pushed_at": keep_time},
+    )
+
+
+_UPSERT_RELEASE = Prepared(_upsert_release)
+_UNRETIRE = Prepared(
+    lambda _: retired_releases.delete().where(
+        retired_releases.c.repository_id == param(retired_releases.c.repository_id),
+        retired_releases.c.tag == param(retired_releases.c.tag),
+    )
+)
 
 
 async def upsert_release(
     conn: AsyncConnection, repository_id: int, version: Version, manifest_id: int, digest: Digest
 ) -> None:
     tag = format_version(version)
-    values = {
-        "manifest_id": manifest_id,
-        "digest": str(digest),
-        "major": str(version.major),
-        "minor": str(version.minor),
-        "stable": version.is_stable,
-        "sort_key": version.sort_key,
-        "pushed_at": now_utc(),
-    }
-    statement = dialect_insert(conn, releases).values(
-        repository_id=repository_id, tag=tag, **values
+    await _UPSERT_RELEASE.execute(
+        conn,
+        repository_id=repository_id,
+        tag=tag,
+        manifest_id=manifest_id,
+        digest=str(digest),
+        major=str(version.major),
+        minor=str(version.minor),
+        stable=version.is_stable,
+        sort_key=version.sort_key,
+        pushed_at=now_utc(),
     )
-    # A re-push of the same digest keeps the original push time.
-    keep_time = sa.case(
-        (releases.c.digest == statement.excluded.digest, releases.c.pushed_at),
-        else_=statement.excluded.pushed_at,
-    )
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[releases.c.repository_id, releases.c.tag],
-            set_={**values, "pushed_at": keep_time},
-        )
-    )
-    await conn.execute(
-        retired_releases.delete().where(
-            retired_releases.c.repository_id == repository_id, retired_releases.c.tag == tag
-        )
-    )
+    await _UNRETIRE.execute(conn, repository_id=repository_id, tag=tag)
 
 
 async def retire_release(conn: AsyncConnection, repository_id: int, tag: str) -> bool:
@@ -573,20 +642,39 @@ async def purge_retired_release(conn: AsyncConnection, repository_id: int, tag: 
     return bool(result.rowcount)
 
 
+def _top_release(major: bool, minor: bool, stable: bool) -> Prepared:
+    query = sa.select(releases.c.manifest_id).where(
+        releases.c.repository_id == param(releases.c.repository_id)
+    )
+    if major:
+        query = query.where(releases.c.major == param(releases.c.major))
+    if minor:
+        query = query.where(releases.c.minor == param(releases.c.minor))
+    if stable:
+        query = query.where(releases.c.stable.is_(True))
+    top = query.order_by(releases.c.sort_key.desc()).limit(1)
+    return Prepared(lambda _: top)
+
+
+# By (selects a major, selects a minor, stable only): one statement per virtual tag's shape.
+_TOP_RELEASE = {
+    (major, minor, stable): _top_release(major, minor, stable)
+    for major in (False, True)
+    for minor in (False, True)
+    for stable in (False, True)
+}
+
+
 async def find_top_release(
     conn: AsyncConnection, repository_id: int, tag: VirtualTag
 ) -> int | None:
     """The manifest id of the highest release a virtual tag selects (two index probes at most)."""
-    query = sa.select(releases.c.manifest_id).where(releases.c.repository_id == repository_id)
-    if tag.major is not None:
-        query = query.where(releases.c.major == str(tag.major))
-    if tag.minor is not None:
-        query = query.where(releases.c.minor == str(tag.minor))
-    top = query.order_by(releases.c.sort_key.desc()).limit(1)
-    found = (await conn.execute(top.where(releases.c.stable.is_(True)))).scalar_one_or_none()
+    values = {"repository_id": repository_id, "major": str(tag.major), "minor": str(tag.minor)}
+    shape = (tag.major is not None, tag.minor is not None)
+    found = await _TOP_RELEASE[(*shape, True)].scalar(conn, **values)
     if found is None and tag.falls_back_to_prerelease:
-        found = (await conn.execute(top)).scalar_one_or_none()
-    return found
+        found = await _TOP_RELEASE[(*shape, False)].scalar(conn, **values)
+    return int(found) if found is not None else None
 
 
 async def delete_feed_releases(conn: AsyncConnection, feed_id: int) -> None:
