@@ -18,9 +18,11 @@ from collections.abc import Iterable
 from typing import Final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from semreg.domain.digest import Digest
+from semreg.metadata.prepared import Prepared
 
 # The first key of the two-key advisory lock form: semreg's digest locks, apart from any other
 # user of advisory locks on the same database (migrations use the one-key form).
@@ -32,19 +34,24 @@ def _key(digest: Digest) -> int:
     return int(digest.hex[:8], 16) - 2**31
 
 
+_SHARE = Prepared(
+    lambda _: sa.text(
+        "SELECT pg_advisory_xact_lock_shared(:namespace, k) "
+        "FROM unnest(CAST(:keys AS integer[])) AS k"
+    ).bindparams(
+        sa.bindparam("namespace", type_=sa.Integer),
+        sa.bindparam("keys", type_=postgresql.ARRAY(sa.Integer)),
+    )
+)
+
+
 async def share_digests(conn: AsyncConnection, digests: Iterable[Digest]) -> None:
     """Hold the locks of ``digests`` shared until the transaction ends (before referencing)."""
     if conn.dialect.name != "postgresql":
         return
     keys = sorted({_key(d) for d in digests})
     if keys:
-        await conn.execute(
-            sa.text(
-                "SELECT pg_advisory_xact_lock_shared(:namespace, k) "
-                "FROM unnest(CAST(:keys AS integer[])) AS k"
-            ),
-            {"namespace": _NAMESPACE, "keys": keys},
-        )
+        await _SHARE.rows(conn, namespace=_NAMESPACE, keys=keys)
 
 
 async def lock_digest(conn: AsyncConnection, digest: Digest) -> None:

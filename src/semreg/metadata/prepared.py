@@ -5,8 +5,7 @@ database spends on it (building the construct, its cache key, parameter and resu
 processing); here a Core statement is built once per dialect, compiled once, and its SQL runs
 on the transaction's own driver connection (``sqlite_inline`` or asyncpg), with SQLAlchemy's
 own bind processors for the parameters, so values are stored exactly as SQLAlchemy would
-store them. Results come back as plain tuples: use it for statements that return ids, digests
-and sizes, not for columns that need result processing (JSON, datetimes).
+store them, and its result processors for the columns a statement returns (JSON, datetimes).
 
 Imports: sqlalchemy, stdlib.
 """
@@ -42,6 +41,7 @@ class _Compiled:
     order: tuple[str, ...]
     defaults: Mapping[str, Any]
     processors: Mapping[str, Callable[[Any], Any]]
+    results: tuple[Callable[[Any], Any] | None, ...]
 
     def args(self, values: Mapping[str, Any]) -> list[Any]:
         out = []
@@ -65,12 +65,17 @@ class Prepared:
             dialect = _DIALECTS[dialect_name]
             compiled = self._build(_INSERTS[dialect_name]).compile(dialect=dialect)
             assert isinstance(compiled, SQLCompiler)
+            results = tuple(
+                column.type._cached_result_processor(dialect, None)
+                for column in getattr(compiled.statement, "selected_columns", ())
+            )
             found = _Compiled(
                 str(compiled),
                 tuple(compiled.positiontup or ()),
                 dict(compiled.params),
                 # SQLAlchemy's own, per parameter (sequences are for tuple types: none here)
                 {k: v for k, v in compiled._bind_processors.items() if callable(v)},
+                results if any(results) else (),
             )
             self._compiled[dialect_name] = found
         return found
@@ -83,10 +88,20 @@ class Prepared:
         try:
             if conn.dialect.name == "sqlite":
                 cursor = await driver.execute(compiled.sql, args)
-                return [tuple(row) for row in await cursor.fetchall()]
-            return [tuple(row) for row in await driver.fetch(compiled.sql, *args)]
+                found = [tuple(row) for row in await cursor.fetchall()]
+            else:
+                found = [tuple(row) for row in await driver.fetch(compiled.sql, *args)]
         except _driver_errors(conn) as error:
             raise _translated(compiled.sql, args, error) from error
+        if not compiled.results:
+            return found
+        return [
+            tuple(
+                value if process is None or value is None else process(value)
+                for process, value in zip(compiled.results, row, strict=True)
+            )
+            for row in found
+        ]
 
     async def first(self, conn: AsyncConnection, **values: Any) -> Row | None:
         found = await self.rows(conn, **values)

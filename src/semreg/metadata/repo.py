@@ -110,9 +110,27 @@ async def list_anonymous_feeds(conn: AsyncConnection) -> list[str]:
     return list((await conn.execute(query)).scalars())
 
 
+_FEED = Prepared(lambda _: sa.select(*feeds.c).where(feeds.c.name == param(feeds.c.name)))
+_FEED_COLUMNS = tuple(column.name for column in feeds.c)
+
+
 async def find_feed(conn: AsyncConnection, name: str) -> Feed | None:
-    row = (await conn.execute(sa.select(feeds).where(feeds.c.name == name))).first()
-    return _feed(row) if row else None
+    row = await _FEED.first(conn, name=name)
+    if row is None:
+        return None
+    values = dict(zip(_FEED_COLUMNS, row, strict=True))
+    return Feed(
+        id=values["id"],
+        name=values["name"],
+        feed_type=values["feed_type"],
+        active=bool(values["active"]),
+        description=values["description"],
+        created_at=values["created_at"],
+        policy=TagPolicy(
+            bool(values["container_versioning"]), tuple(values["permitted_tags"] or ())
+        ),
+        anonymous_view=bool(values["anonymous_view"]),
+    )
 
 
 async def update_feed(conn: AsyncConnection, feed_id: int, changes: FeedChanges) -> Feed:
@@ -181,12 +199,19 @@ async def ensure_repository(conn: AsyncConnection, feed: Feed, name: str) -> Rep
     return found
 
 
+_LOCK_REPOSITORY = Prepared(
+    lambda _: (
+        sa.select(repositories.c.id)
+        .where(repositories.c.id == param(repositories.c.id))
+        .with_for_update()
+    )
+)
+
+
 async def lock_repository(conn: AsyncConnection, repository_id: int) -> None:
     """Serialize writers of one repository (SQLite's BEGIN IMMEDIATE already does)."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(
-            sa.select(repositories.c.id).where(repositories.c.id == repository_id).with_for_update()
-        )
+        await _LOCK_REPOSITORY.rows(conn, id=repository_id)
 
 
 async def list_repositories(
@@ -210,19 +235,25 @@ async def list_repositories(
 # --- blobs -------------------------------------------------------------------------------------
 
 
-async def record_blob(conn: AsyncConnection, digest: Digest, size: int) -> None:
-    await conn.execute(
-        dialect_insert(conn, blobs)
-        .values(digest=str(digest), size=size, created_at=now_utc())
-        .on_conflict_do_nothing()
+def _insert_new(table: sa.Table, *columns: str) -> Prepared:
+    return Prepared(
+        lambda insert: (
+            insert(table).values({c: param(table.c[c]) for c in columns}).on_conflict_do_nothing()
+        )
     )
 
 
+_RECORD_BLOB = _insert_new(blobs, "digest", "size", "created_at")
+_LINK_BLOB = _insert_new(repository_blobs, "repository_id", "digest", "created_at")
+
+
+async def record_blob(conn: AsyncConnection, digest: Digest, size: int) -> None:
+    await _RECORD_BLOB.execute(conn, digest=str(digest), size=size, created_at=now_utc())
+
+
 async def link_blob(conn: AsyncConnection, repository_id: int, digest: Digest) -> None:
-    await conn.execute(
-        dialect_insert(conn, repository_blobs)
-        .values(repository_id=repository_id, digest=str(digest), created_at=now_utc())
-        .on_conflict_do_nothing()
+    await _LINK_BLOB.execute(
+        conn, repository_id=repository_id, digest=str(digest), created_at=now_utc()
     )
 
 
@@ -269,19 +300,49 @@ async def unlink_blob(conn: AsyncConnection, repository_id: int, digest: Digest)
     return bool(result.rowcount)
 
 
+# Lists of up to this many digests (an image's layers) are looked up by prepared statements,
+# one per length; longer ones go through the engine.
+_PREPARED_LISTS = 16
+
+
+def _sizes_by_list(table: sa.Table, size: sa.Column[Any], n: int) -> Prepared:
+    digest = table.c.digest
+    query = (
+        sa.select(digest, size)
+        .select_from(repository_blobs.join(blobs) if table is repository_blobs else table)
+        .where(
+            table.c.repository_id == param(table.c.repository_id),
+            digest.in_([param(digest, f"d{k}") for k in range(n)]),
+        )
+    )
+    return Prepared(lambda _: query)
+
+
+_BLOB_SIZES = {
+    n: _sizes_by_list(repository_blobs, blobs.c.size, n) for n in range(1, _PREPARED_LISTS + 1)
+}
+_MANIFEST_SIZES = {
+    n: _sizes_by_list(manifests, manifests.c.size, n) for n in range(1, _PREPARED_LISTS + 1)
+}
+
+
 async def blob_sizes(
     conn: AsyncConnection, repository_id: int, digests: Iterable[Digest]
 ) -> dict[Digest, int]:
     """The recorded sizes of those of ``digests`` that are blobs linked into the repository."""
-    wanted = {str(d) for d in digests}
+    wanted = sorted({str(d) for d in digests})
     if not wanted:
         return {}
+    if len(wanted) <= _PREPARED_LISTS:
+        values = {f"d{n}": d for n, d in enumerate(wanted)}
+        found = await _BLOB_SIZES[len(wanted)].rows(conn, repository_id=repository_id, **values)
+        return {parse_digest(d): int(size) for d, size in found}
     query = (
         sa.select(blobs.c.digest, blobs.c.size)
         .select_from(repository_blobs.join(blobs))
         .where(
             repository_blobs.c.repository_id == repository_id,
-            repository_blobs.c.digest.in_(sorted(wanted)),
+            repository_blobs.c.digest.in_(wanted),
         )
     )
     return {parse_digest(d): size for d, size in await conn.execute(query)}
@@ -291,11 +352,15 @@ async def manifest_sizes(
     conn: AsyncConnection, repository_id: int, digests: Iterable[Digest]
 ) -> dict[Digest, int]:
     """The sizes of those of ``digests`` that are manifests of the repository."""
-    wanted = {str(d) for d in digests}
+    wanted = sorted({str(d) for d in digests})
     if not wanted:
         return {}
+    if len(wanted) <= _PREPARED_LISTS:
+        values = {f"d{n}": d for n, d in enumerate(wanted)}
+        found = await _MANIFEST_SIZES[len(wanted)].rows(conn, repository_id=repository_id, **values)
+        return {parse_digest(d): int(size) for d, size in found}
     query = sa.select(manifests.c.digest, manifests.c.size).where(
-        manifests.c.repository_id == repository_id, manifests.c.digest.in_(sorted(wanted))
+        manifests.c.repository_id == repository_id, manifests.c.digest.in_(wanted)
     )
     return {parse_digest(d): size for d, size in await conn.execute(query)}
 
