@@ -33,7 +33,7 @@ from semreg.api import (
     routes_token,
     routes_v2,
 )
-from semreg.api.fastpath import FastReads
+from semreg.api.fastpath import FastPath
 from semreg.api.limits import RequestLimits
 from semreg.api.logs import configure_logging, request_id
 from semreg.api.protocol import GuardedHttpToolsProtocol
@@ -236,12 +236,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_promotion.promotions)
     app.include_router(routes_promotion.containers)
     app.include_router(routes_keys.users)
+    app.add_middleware(FastPath)
     app.add_middleware(
         RequestLimits,
         body_idle_seconds=settings.server.body_idle_seconds,
         max_api_body_bytes=settings.server.max_api_body_bytes,
     )
-    app.add_middleware(FastReads)
     app.add_middleware(RegistryHeaders, access_log=settings.log.access_log)
     # The protocol class is chosen by ``semreg serve``; its limits come from the settings here,
     # in the process (each worker) that serves.

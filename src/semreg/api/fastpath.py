@@ -1,22 +1,30 @@
-"""The most frequent /v2 reads, answered without the framework: manifest GET/HEAD, blob HEAD.
+"""The most frequent /v2 requests, without the framework: manifest GET/HEAD/PUT, blob HEAD.
 
-A pull is mostly these, and routing, dependency handling and exception middleware cost more
-than the answer itself. This ASGI layer answers one of them only when it succeeds, through
-the same functions the routes use (``auth.require``, ``routes_v2.find_manifest``, the
-services): a refusal, a miss, a malformed name or any other request goes on to the
-application unchanged, which then answers it, errors included, exactly as before. Nothing
-is decided here that the routes do not decide. Requests with Basic credentials or a
-``Range`` header always take the routes.
+A pull is mostly manifest GETs and HEADs and blob HEADs, a push ends in a manifest PUT, and
+for them routing, dependency handling and the exception middleware cost more than the answer.
+
+- GET/HEAD: answered here only when they succeed, through the same functions the routes use
+  (``auth.require``, ``routes_v2.find_manifest``, the services). A refusal, a miss, a
+  malformed name or anything else goes on to the application unchanged, which then answers
+  it, errors included, exactly as before. Requests with Basic credentials or a ``Range``
+  header always take the routes.
+- PUT of a manifest: handed straight to the route function, with the path parameters the
+  router would have given it (the same split: the last ``/manifests/``), and its errors
+  rendered by the same handlers the application registers.
+
+Nothing is decided here that the routes do not decide.
 
 Imports: api, domain, starlette.
 """
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from semreg.api import auth, routes_v2
+from semreg.api import auth, errors, routes_v2
 from semreg.api.state import services_of
 from semreg.domain.digest import parse_digest
 from semreg.domain.errors import RegistryError
@@ -47,13 +55,22 @@ def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
 
-class FastReads:
-    """Answers a manifest GET/HEAD or a blob HEAD that succeeds; passes on everything else."""
+class FastPath:
+    """Answers manifest GET/HEAD and blob HEAD that succeed, and manifest PUTs; passes on
+    everything else."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "PUT":
+            name, found, reference = scope["path"][4:].rpartition("/manifests/")
+            routed = scope["path"].startswith("/v2/") and found and name
+            if routed and reference and "/" not in reference:
+                scope["path_params"] = {"name": name, "reference": reference}
+                response = await _put_manifest(Request(scope, receive))
+                await response(scope, receive, send)
+                return
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             path: str = scope["path"]
             if path.startswith("/v2/") and _plain(scope):
@@ -88,3 +105,14 @@ class FastReads:
             size = await services_of(request).blobs.stat(path, digest)
             return _encode(routes_v2.blob_headers(digest, size)), b""
         return None
+
+
+async def _put_manifest(request: Request) -> Response:
+    try:
+        return await routes_v2.put_manifest(request)
+    except RegistryError as exc:
+        return await errors.registry_error_handler(request, exc)
+    except HTTPException as exc:
+        return await errors.http_exception_handler(request, exc)
+    except ClientDisconnect as exc:
+        return await errors.client_disconnect_handler(request, exc)
