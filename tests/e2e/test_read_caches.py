@@ -96,14 +96,20 @@ def test_deletions_through_one_process_are_seen_through_the_other(clients):
     repo = f"{plain}/deleted"
     digest = push_image(a, repo, image, "1.0.0")
     layer = next(iter(image.blobs))
-    # Warm b: tag, digest and blob all answered.
-    assert b.get(f"/v2/{repo}/manifests/1.0.0").status_code == 200
-    assert b.head(f"/v2/{repo}/manifests/{digest}").status_code == 200
-    assert b.head(f"/v2/{repo}/blobs/{layer}").status_code == 200
+    # Bearer tokens take the fast path (api/fastpath.py), Basic credentials the routes.
+    token = bearer(token_for(b, f"repository:{repo}:pull"))
+    for headers in (token, {}):
+        # Warm b: tag, digest and blob all answered.
+        assert b.get(f"/v2/{repo}/manifests/1.0.0", headers=headers).status_code == 200
+        assert b.head(f"/v2/{repo}/manifests/{digest}", headers=headers).status_code == 200
+        assert b.head(f"/v2/{repo}/blobs/{layer}", headers=headers).status_code == 200
 
     assert a.delete(f"/v2/{repo}/blobs/{layer}").status_code == 202
+    assert_error(b.head(f"/v2/{repo}/blobs/{layer}", headers=token), 404, "")
     assert_error(b.get(f"/v2/{repo}/blobs/{layer}"), 404, "BLOB_UNKNOWN")
     assert a.delete(f"/v2/{repo}/manifests/{digest}").status_code == 202
+    assert_error(b.get(f"/v2/{repo}/manifests/1.0.0", headers=token), 404, "MANIFEST_UNKNOWN")
+    assert_error(b.head(f"/v2/{repo}/manifests/{digest}", headers=token), 404, "")
     assert_error(b.get(f"/v2/{repo}/manifests/1.0.0"), 404, "MANIFEST_UNKNOWN")
     assert_error(b.get(f"/v2/{repo}/manifests/{digest}"), 404, "MANIFEST_UNKNOWN")
 

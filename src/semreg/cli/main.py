@@ -15,7 +15,14 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
-from semreg.config import client_api_key, client_url, hand_down, load_settings, redact_url
+from semreg.config import (
+    Settings,
+    client_api_key,
+    client_url,
+    hand_down,
+    load_settings,
+    redact_url,
+)
 
 app = typer.Typer(
     help="semreg: a container registry that keeps tags trustworthy.", no_args_is_help=True
@@ -111,7 +118,7 @@ def _migrate(url: str) -> None:
     asyncio.run(run())
 
 
-def _migrate_aside(settings: Any) -> None:
+def _migrate_aside(settings: Settings) -> None:
     """Bring the schema up to date in a short-lived child process, so that the serving
     processes never load Alembic (they find the schema current and skip it)."""
     import multiprocessing

@@ -23,6 +23,7 @@ the ordinary path, which has its own error handling. Imports: domain, sqlalchemy
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
 from collections.abc import Sequence
 from enum import Enum
@@ -232,15 +233,23 @@ class PostgresHotReads:
         await self._pool.close()
 
 
-async def open_hot_reads(engine: AsyncEngine, pool_size: int = 4) -> HotReads:
-    """The hot-path reads of ``engine``'s database, for this process."""
+async def open_hot_reads(engine: AsyncEngine, pool_size: int = 4) -> HotReads | None:
+    """The hot-path reads of ``engine``'s database for this process; None for a SQLite
+    database that is not a plain file (``:memory:``, ``file:`` URIs): the engine serves those."""
     if engine.dialect.name == "sqlite":
         path = engine.url.database
-        if not path or path == ":memory:":
-            raise ValueError("hot reads need a SQLite file")
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return None
         return SqliteHotReads(path)
     import asyncpg
 
-    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    args, options = engine.dialect.create_connect_args(engine.url)
+    # The URL may carry SQLAlchemy's own asyncpg options (prepared_statement_cache_size...),
+    # which asyncpg.connect does not take; a statement cache of 0 there means a pooler that
+    # cannot keep prepared statements, so the pool gets none either.
+    accepted = inspect.signature(asyncpg.connect).parameters
+    kwargs = {k: v for k, v in options.items() if k in accepted}
+    if options.get("prepared_statement_cache_size") == 0:
+        kwargs["statement_cache_size"] = 0
     pool = await asyncpg.create_pool(*args, min_size=1, max_size=pool_size, **kwargs)
     return PostgresHotReads(pool, engine.dialect)

@@ -46,9 +46,15 @@ class _Compiled:
     def args(self, values: Mapping[str, Any]) -> list[Any]:
         out = []
         for name in self.order:
-            value = values[name] if name in values else self.defaults[name]
+            if name in values:
+                value = values[name]
+            elif self.defaults.get(name) is not None:  # a literal of the statement (LIMIT 1)
+                value = self.defaults[name]
+            else:
+                raise KeyError(f"no value for the statement's parameter {name!r}")
             processor = self.processors.get(name)
-            out.append(processor(value) if processor is not None and value is not None else value)
+            # Called for None too, as SQLAlchemy does (a JSON column stores 'null' for None).
+            out.append(processor(value) if processor is not None else value)
         return out
 
 
@@ -153,8 +159,9 @@ def _driver_errors(conn: AsyncConnection) -> tuple[type[Exception], ...]:
 def _translated(sql: str, args: Any, error: Exception) -> sa.exc.DBAPIError:
     """The SQLAlchemy error the same failure raises through the engine (callers catch those:
     a full disk becomes 507 in ``engine.Database``)."""
-    name = type(error).__name__
-    integrity = name == "IntegrityError" or "Violation" in name
+    integrity = isinstance(error, sqlite3.IntegrityError) or (
+        str(getattr(error, "sqlstate", "") or "").startswith("23")  # PostgreSQL's class 23
+    )
     kind = sa.exc.IntegrityError if integrity else sa.exc.OperationalError
     return kind(sql, args, error)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import multiprocessing
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,51 +42,48 @@ def test_a_writer_waits_for_another_process_without_blocking_the_event_loop(
 ) -> None:
     path = tmp_path / "semreg.db"
     url = f"sqlite+aiosqlite:///{path}"
+    insert = (
+        "INSERT INTO feeds (name, feed_type, active, created_at) "
+        "VALUES ('{}', 'docker', 1, '2026-01-01 00:00:00')"
+    )
 
-    async def run() -> tuple[int, list[int]]:
+    async def run() -> tuple[int, float, float]:
         engine = create_engine(url)
         try:
             await upgrade(engine)
             database = Database(engine)
-            # Another process's writer holds the write lock for half a second.
+            # Another connection (as another process would) holds the write lock for 0.6 s,
+            # released from a thread of its own: not by this event loop.
             holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             holder.execute("BEGIN IMMEDIATE")
-            holder.execute(
-                "INSERT INTO feeds (name, feed_type, active, created_at) "
-                "VALUES ('held', 'docker', 1, '2026-01-01 00:00:00')"
-            )
-            loop = asyncio.get_running_loop()
-            loop.call_later(0.5, holder.commit)
-            ticks: list[int] = []
+            holder.execute(insert.format("held"))
+            threading.Timer(0.6, holder.commit).start()
+            stamps: list[float] = []
 
             async def tick() -> None:
-                for n in range(20):
-                    ticks.append(n)
+                for _ in range(50):
+                    stamps.append(time.monotonic())
                     await asyncio.sleep(0.02)
 
-            async def write() -> int:
-                async with database.write() as conn:
-                    await conn.execute(
-                        sa.text(
-                            "INSERT INTO feeds (name, feed_type, active, created_at) "
-                            "VALUES ('waited', 'docker', 1, '2026-01-01 00:00:00')"
-                        )
-                    )
-                async with database.read() as conn:
-                    found = await conn.execute(sa.text("SELECT count(*) FROM feeds"))
-                    return int(found.scalar_one())
-
             ticker = asyncio.create_task(tick())
-            count = await write()
+            await asyncio.sleep(0.05)  # the ticker is running before the writer asks
+            started = time.monotonic()
+            async with database.write() as conn:
+                await conn.execute(sa.text(insert.format("waited")))
+            waited = time.monotonic() - started
             await ticker
+            async with database.read() as conn:
+                count = (await conn.execute(sa.text("SELECT count(*) FROM feeds"))).scalar_one()
             holder.close()
-            return count, ticks
+            gaps = [b - a for a, b in itertools.pairwise(stamps)]
+            return int(count), waited, max(gaps)
         finally:
             await engine.dispose()
 
-    count, ticks = asyncio.run(run())
+    count, waited, longest_gap = asyncio.run(run())
     assert count == 2  # both rows: the held one committed first, then ours
-    assert ticks == list(range(20))  # the loop kept running while the writer waited
+    assert waited >= 0.4  # the writer did wait for the lock...
+    assert longest_gap < 0.2  # ...while the event loop went on (a blocked loop: >= 0.4 s)
 
 
 async def _mode(engine: AsyncEngine) -> str:

@@ -251,13 +251,22 @@ def test_the_revision_a_server_checks_for_is_the_newest_migration() -> None:
     assert head_revision() == migrate.HEAD
 
 
-def test_a_current_database_is_not_migrated_again(tmp_path: Path) -> None:
+def test_a_current_database_is_not_migrated_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def run() -> tuple[bool, bool]:
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'semreg.db'}")
         try:
             before = await migrate.is_current(engine)
             await upgrade(engine)
-            return before, await migrate.is_current(engine)
+            after = await migrate.is_current(engine)
+
+            def refuse(_connection: object) -> None:
+                raise AssertionError("Alembic ran on a current database")
+
+            monkeypatch.setattr(migrate, "_upgrade", refuse)
+            await upgrade(engine)  # current: Alembic is not even loaded
+            return before, after
         finally:
             await engine.dispose()
 
