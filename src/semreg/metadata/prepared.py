@@ -86,25 +86,32 @@ class Prepared:
             self._compiled[dialect_name] = found
         return found
 
-    async def rows(self, conn: AsyncConnection, **values: Any) -> list[Row]:
-        """The rows the statement returns."""
+    async def _call(self, conn: AsyncConnection, values: Mapping[str, Any], fetch: bool) -> Any:
+        """Run on the driver: the rows (``fetch``) or the number of rows changed."""
         compiled = self._for(conn.dialect.name)
         driver = await _driver(conn)
         args = compiled.args(values)
         try:
             if conn.dialect.name == "sqlite":
                 cursor = await driver.execute(compiled.sql, args)
-                found = [tuple(row) for row in await cursor.fetchall()]
-            else:
-                found = [tuple(row) for row in await driver.fetch(compiled.sql, *args)]
+                return await cursor.fetchall() if fetch else int(cursor.rowcount)
+            if fetch:
+                return await driver.fetch(compiled.sql, *args)
+            status: str = await driver.execute(compiled.sql, *args)
         except _driver_errors(conn) as error:
             raise _translated(compiled.sql, args, error) from error
-        if not compiled.results:
+        return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
+
+    async def rows(self, conn: AsyncConnection, **values: Any) -> list[Row]:
+        """The rows the statement returns."""
+        found = [tuple(row) for row in await self._call(conn, values, fetch=True)]
+        results = self._for(conn.dialect.name).results
+        if not results:
             return found
         return [
             tuple(
                 value if process is None or value is None else process(value)
-                for process, value in zip(compiled.results, row, strict=True)
+                for process, value in zip(results, row, strict=True)
             )
             for row in found
         ]
@@ -120,17 +127,8 @@ class Prepared:
 
     async def execute(self, conn: AsyncConnection, **values: Any) -> int:
         """Run a statement that returns no rows; the number of rows it changed."""
-        compiled = self._for(conn.dialect.name)
-        driver = await _driver(conn)
-        args = compiled.args(values)
-        try:
-            if conn.dialect.name == "sqlite":
-                cursor = await driver.execute(compiled.sql, args)
-                return int(cursor.rowcount)
-            status: str = await driver.execute(compiled.sql, *args)
-        except _driver_errors(conn) as error:
-            raise _translated(compiled.sql, args, error) from error
-        return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
+        changed: int = await self._call(conn, values, fetch=False)
+        return changed
 
     async def execute_many(
         self, conn: AsyncConnection, values: Sequence[Mapping[str, Any]]

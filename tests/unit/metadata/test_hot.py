@@ -193,3 +193,17 @@ def test_anonymous_feeds_follow_the_setting_at_once(database_url: str) -> None:
             assert (path.feed in await db.hot.anonymous_feeds()) is allowed  # type: ignore[operator]
 
     _run(database_url, body)
+
+
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs the PostgreSQL server")
+def test_postgresql_urls_with_sqlalchemy_options_open_hot_reads(tmp_path: Path) -> None:
+    # SQLAlchemy's asyncpg options in the URL (a pooler's usual setting) are not asyncpg's.
+    with fresh_database("postgresql", tmp_path) as url:
+        path = RepoPath(f"hot-{uuid.uuid4().hex[:8]}", "app")
+
+        async def body(db: Database) -> None:
+            assert db.hot is not None
+            pushed = await _push(db, path, "1.0.0", "pooled")
+            assert await db.hot.manifest(path, Tag("1.0.0")) == pushed
+
+        _run(f"{url}?prepared_statement_cache_size=0", body)
