@@ -6,7 +6,7 @@ unique-key races the caller must resolve. Imports: domain, sqlalchemy, stdlib.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -56,16 +56,16 @@ def dialect_insert(conn: AsyncConnection, table: sa.Table) -> Any:
 # --- feeds -------------------------------------------------------------------------------------
 
 
-def _feed(row: sa.Row[Any]) -> Feed:
+def _feed(row: Mapping[Any, Any]) -> Feed:
     return Feed(
-        id=row.id,
-        name=row.name,
-        feed_type=row.feed_type,
-        active=row.active,
-        description=row.description,
-        created_at=row.created_at,
-        policy=TagPolicy(row.container_versioning, tuple(row.permitted_tags or ())),
-        anonymous_view=row.anonymous_view,
+        id=row["id"],
+        name=row["name"],
+        feed_type=row["feed_type"],
+        active=bool(row["active"]),
+        description=row["description"],
+        created_at=row["created_at"],
+        policy=TagPolicy(bool(row["container_versioning"]), tuple(row["permitted_tags"] or ())),
+        anonymous_view=bool(row["anonymous_view"]),
     )
 
 
@@ -95,12 +95,12 @@ async def create_feed(
         )
     except IntegrityError as exc:
         raise IntegrityConflict(name) from exc
-    return _feed(result.one())
+    return _feed(result.one()._mapping)
 
 
 async def list_feeds(conn: AsyncConnection) -> list[Feed]:
     result = await conn.execute(sa.select(feeds).order_by(feeds.c.name))
-    return [_feed(row) for row in result]
+    return [_feed(row._mapping) for row in result]
 
 
 async def list_anonymous_feeds(conn: AsyncConnection) -> list[str]:
@@ -118,19 +118,7 @@ async def find_feed(conn: AsyncConnection, name: str) -> Feed | None:
     row = await _FEED.first(conn, name=name)
     if row is None:
         return None
-    values = dict(zip(_FEED_COLUMNS, row, strict=True))
-    return Feed(
-        id=values["id"],
-        name=values["name"],
-        feed_type=values["feed_type"],
-        active=bool(values["active"]),
-        description=values["description"],
-        created_at=values["created_at"],
-        policy=TagPolicy(
-            bool(values["container_versioning"]), tuple(values["permitted_tags"] or ())
-        ),
-        anonymous_view=bool(values["anonymous_view"]),
-    )
+    return _feed(dict(zip(_FEED_COLUMNS, row, strict=True)))
 
 
 async def update_feed(conn: AsyncConnection, feed_id: int, changes: FeedChanges) -> Feed:
@@ -147,7 +135,7 @@ async def update_feed(conn: AsyncConnection, feed_id: int, changes: FeedChanges)
     if values:
         await conn.execute(feeds.update().where(feeds.c.id == feed_id).values(**values))
     row = (await conn.execute(sa.select(feeds).where(feeds.c.id == feed_id))).one()
-    return _feed(row)
+    return _feed(row._mapping)
 
 
 async def delete_feed(conn: AsyncConnection, feed_id: int) -> None:

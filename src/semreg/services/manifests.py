@@ -197,10 +197,6 @@ class ManifestService:
             )
         return ManifestHead(stored.digest, stored.media_type, stored.size)
 
-    def cached_bytes(self, digest: Digest) -> bytes | None:
-        """The bytes of a manifest if this process holds them (they never change)."""
-        return self._bytes.get(digest)
-
     async def read(self, head: ManifestHead) -> bytes:
         """The bytes of a manifest, exactly as pushed.
 
